@@ -1,0 +1,1 @@
+"""Pose methods, one file each; see lrpose_bench.method for the contract and registry."""
