@@ -1,0 +1,419 @@
+"""COCO person keypoints as top-down crops: annotation checks, person boxes, the crop, augmentation.
+
+Coordinates follow :mod:`lrpose_bench.geometry` (pixel centres at integers). A sample's crop is
+``cv2.warpAffine`` with the very matrix its keypoints go through (``crop_matrix``), so image and keypoints
+cannot disagree; ``crop_to_image`` (its inverse) takes predictions in crop (input) px back to image px.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from lrpose_bench.data.augment import AugmentConfig, augment_box, sample_rng
+from lrpose_bench.geometry import BOX_PADDING, apply_affine, box_to_center_scale, crop_matrix, invert_affine
+from lrpose_bench.io import read_json
+from lrpose_bench.keypoints import FLIP_INDEX, NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+LOWRES_PROTOCOLS: tuple[str, ...] = ("direct", "antialias")
+#: ``antialias`` warps at this multiple of the crop size, then area-averages down.
+ANTIALIAS_FACTOR: int = 4
+#: A labelled keypoint further than this outside the image extent ``[-0.5, W-0.5]`` is "outside" (px).
+OUTSIDE_TOLERANCE: float = 0.5
+
+_WARNED_FILES: set[str] = set()
+
+
+# --------------------------------------------------------------------------------------------------
+# Annotation files
+# --------------------------------------------------------------------------------------------------
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def load_annotation_file(path: Path) -> dict:
+    """Read and check a COCO person-keypoint file; errors name the file, the field and the value.
+
+    Checks: valid JSON object with ``images``/``annotations``/``categories`` lists; images with ``id``,
+    ``file_name``, ``width``, ``height``; person annotations with ``id``, a known ``image_id``, ``bbox``
+    of 4 numbers and ``keypoints`` of 51 numbers.
+    """
+    path = Path(path)
+    doc = read_json(path, "annotation file")
+    if not isinstance(doc, dict):
+        raise ValueError(f"annotation file {path}: top level is a {type(doc).__name__}, expected a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if key not in doc:
+            raise ValueError(f"annotation file {path}: missing field '{key}' (COCO needs images, annotations, categories)")
+        if not isinstance(doc[key], list):
+            raise ValueError(f"annotation file {path}: field '{key}' is a {type(doc[key]).__name__}, expected a list")
+    image_ids = set()
+    for i, im in enumerate(doc["images"]):
+        for key in ("id", "file_name", "width", "height"):
+            if not isinstance(im, dict) or key not in im:
+                raise ValueError(f"annotation file {path}: images[{i}] has no field '{key}'")
+        if not (_is_number(im["width"]) and _is_number(im["height"]) and im["width"] > 0 and im["height"] > 0):
+            raise ValueError(
+                f"annotation file {path}: image id {im['id']}: width/height = {im['width']!r}/{im['height']!r} "
+                "are not positive numbers"
+            )
+        image_ids.add(im["id"])
+    for i, ann in enumerate(doc["annotations"]):
+        if not isinstance(ann, dict) or "id" not in ann:
+            raise ValueError(f"annotation file {path}: annotations[{i}] has no field 'id'")
+        if ann.get("category_id", 1) != 1:
+            continue
+        aid = ann["id"]
+        if ann.get("image_id") not in image_ids:
+            raise ValueError(
+                f"annotation file {path}: annotation id {aid}: field 'image_id' = {ann.get('image_id')!r} "
+                "is not in 'images'"
+            )
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise ValueError(f"annotation file {path}: annotation id {aid}: field 'bbox' = {bbox!r} is not 4 numbers")
+        kps = ann.get("keypoints")
+        if not (isinstance(kps, list) and len(kps) == 3 * NUM_KEYPOINTS and all(_is_number(v) for v in kps)):
+            shown = f"{len(kps)} values" if isinstance(kps, list) else repr(kps)
+            raise ValueError(
+                f"annotation file {path}: annotation id {aid}: field 'keypoints' = {shown} "
+                f"is not {3 * NUM_KEYPOINTS} numbers ({NUM_KEYPOINTS} x [x, y, v])"
+            )
+    return doc
+
+
+def build_coco(doc: dict):
+    """A pycocotools ``COCO`` index over an already loaded document (its index messages silenced)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = doc
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_detections(path: Path, image_ids: set[int], score_threshold: float) -> tuple[list[dict], dict[str, int]]:
+    """Read COCO detection results (``image_id``, ``bbox`` xywh, ``score``, ``category_id`` 1).
+
+    Keeps person detections with ``score >= score_threshold`` and a positive-area box on a known image.
+    Returns the kept detections and counts of what was dropped.
+    """
+    path = Path(path)
+    dets = read_json(path, "detection file")
+    if not isinstance(dets, list):
+        raise ValueError(f"detection file {path}: top level is a {type(dets).__name__}, expected a list of detections")
+    kept: list[dict] = []
+    counts = {"below_threshold": 0, "zero_area": 0, "unknown_image": 0, "other_category": 0}
+    for i, det in enumerate(dets):
+        if not isinstance(det, dict):
+            raise ValueError(f"detection file {path}: entry [{i}] is a {type(det).__name__}, expected an object")
+        for key in ("image_id", "bbox", "score"):
+            if key not in det:
+                raise ValueError(f"detection file {path}: entry [{i}] has no field '{key}'")
+        bbox, score = det["bbox"], det["score"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise ValueError(f"detection file {path}: entry [{i}]: field 'bbox' = {bbox!r} is not 4 numbers")
+        if not _is_number(score):
+            raise ValueError(f"detection file {path}: entry [{i}]: field 'score' = {score!r} is not a number")
+        if det.get("category_id", 1) != 1:
+            counts["other_category"] += 1
+        elif det["image_id"] not in image_ids:
+            counts["unknown_image"] += 1
+        elif score < score_threshold:
+            counts["below_threshold"] += 1
+        elif bbox[2] <= 0 or bbox[3] <= 0:
+            counts["zero_area"] += 1
+        else:
+            kept.append(det)
+    if dets and counts["unknown_image"] == len(dets):
+        raise ValueError(
+            f"detection file {path}: none of its {len(dets)} detections is on an image of the annotation file "
+            f"(first image_id = {dets[0]['image_id']!r})"
+        )
+    return kept, counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Instances
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Instances:
+    """Person instances as parallel arrays (image px)."""
+
+    image_index: np.ndarray  # (N,) int64 index into the image table
+    box: np.ndarray  # (N, 4) float64 xywh
+    keypoints: np.ndarray  # (N, K, 3) float64 x, y, v (outside-image joints set to v=0)
+    area: np.ndarray  # (N,) float32
+    ann_id: np.ndarray  # (N,) int64, -1 for detections
+    score: np.ndarray  # (N,) float32
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def clean_box(box: np.ndarray, width: float, height: float) -> np.ndarray | None:
+    """Clip ``xywh`` to the image's pixel centres ``[0, W-1] x [0, H-1]`` (HRNet's clean-bbox rule, without
+    its extra 1 px shrink); ``None`` unless the clipped box has a positive width and height."""
+    x, y, w, h = (float(v) for v in box)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2, y2 = min(width - 1.0, x1 + max(0.0, w)), min(height - 1.0, y1 + max(0.0, h))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
+def gt_instances(doc: dict, image_index: dict[int, int]) -> Instances:
+    """Non-crowd person annotations with labelled keypoints and a usable box (train and GT-box eval)."""
+    counts = {"crowd": 0, "no_keypoints": 0, "zero_area_box": 0, "keypoints_outside_image": 0}
+    sizes = {im["id"]: (float(im["width"]), float(im["height"])) for im in doc["images"]}
+    rows: list[tuple[int, np.ndarray, np.ndarray, float, int]] = []
+    for ann in doc["annotations"]:
+        if ann.get("category_id", 1) != 1:
+            continue
+        if ann.get("iscrowd", 0):
+            counts["crowd"] += 1
+            continue
+        kps = np.asarray(ann["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3)
+        if not (kps[:, 2] > 0).any():
+            counts["no_keypoints"] += 1
+            continue
+        w, h = sizes[ann["image_id"]]
+        box = clean_box(np.asarray(ann["bbox"]), w, h)
+        area = float(ann.get("area", 0.0) or 0.0)
+        if box is None or area <= 0:
+            counts["zero_area_box"] += 1
+            log.debug("annotation id %s: bbox %s has zero area inside the image; skipped", ann["id"], ann["bbox"])
+            continue
+        t = OUTSIDE_TOLERANCE
+        out = (kps[:, 2] > 0) & (
+            (kps[:, 0] < -0.5 - t) | (kps[:, 0] > w - 0.5 + t) | (kps[:, 1] < -0.5 - t) | (kps[:, 1] > h - 0.5 + t)
+        )
+        if out.any():
+            counts["keypoints_outside_image"] += int(out.sum())
+            log.debug("annotation id %s: %d keypoints outside the image; marked not visible", ann["id"], int(out.sum()))
+            kps[out, 2] = 0
+        rows.append((image_index[ann["image_id"]], box, kps, area, int(ann["id"])))
+    if counts["zero_area_box"]:
+        log.warning("%d person annotations have a zero-area box inside the image; skipped", counts["zero_area_box"])
+    if counts["keypoints_outside_image"]:
+        log.warning("%d labelled keypoints lie outside their image; marked not visible",
+                    counts["keypoints_outside_image"])
+    n = len(rows)
+    return Instances(
+        image_index=np.array([r[0] for r in rows], np.int64),
+        box=np.array([r[1] for r in rows], np.float64).reshape(n, 4),
+        keypoints=np.array([r[2] for r in rows], np.float64).reshape(n, NUM_KEYPOINTS, 3),
+        area=np.array([r[3] for r in rows], np.float32),
+        ann_id=np.array([r[4] for r in rows], np.int64),
+        score=np.ones(n, np.float32),
+        counts=counts,
+    )
+
+
+def det_instances(dets: list[dict], image_index: dict[int, int], counts: dict[str, int]) -> Instances:
+    """Detected person boxes (used as given, HRNet's detection setting)."""
+    n = len(dets)
+    box = np.array([d["bbox"] for d in dets], np.float64).reshape(n, 4)
+    return Instances(
+        image_index=np.array([image_index[d["image_id"]] for d in dets], np.int64),
+        box=box,
+        keypoints=np.zeros((n, NUM_KEYPOINTS, 3), np.float64),
+        area=(box[:, 2] * box[:, 3]).astype(np.float32),
+        ann_id=np.full(n, -1, np.int64),
+        score=np.array([d["score"] for d in dets], np.float32),
+        counts=counts,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The dataset
+# --------------------------------------------------------------------------------------------------
+class CocoPoseDataset(torch.utils.data.Dataset):
+    """Top-down person crops of a COCO keypoint file (see the module docstring for coordinates).
+
+    ``crop_size = (w, h)`` input px; ``unbiased`` selects UDP's crop affine; ``train`` enables augmentation
+    (``augment`` or the default :class:`AugmentConfig`); ``det_file`` switches evaluation to detected boxes
+    (``score >= det_score_threshold``); ``lowres_protocol``: ``direct`` (bilinear warp straight to the crop,
+    as the released CAL code) or ``antialias`` (warp at 4x, then area-average down).
+    """
+
+    def __init__(
+        self,
+        ann_file: Path,
+        image_dir: Path,
+        crop_size: tuple[int, int],
+        unbiased: bool,
+        train: bool,
+        augment: AugmentConfig | None = None,
+        det_file: Path | None = None,
+        det_score_threshold: float = 0.0,
+        box_padding: float = BOX_PADDING,
+        lowres_protocol: str = "direct",
+        max_instances: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if lowres_protocol not in LOWRES_PROTOCOLS:
+            raise ValueError(f"lowres_protocol = {lowres_protocol!r} is not one of {', '.join(LOWRES_PROTOCOLS)}")
+        if len(crop_size) != 2 or min(int(crop_size[0]), int(crop_size[1])) < 2:
+            raise ValueError(f"crop_size = {crop_size!r} must be (width, height) with both sides >= 2")
+        self.ann_file = Path(ann_file)
+        self.image_dir = Path(image_dir)
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"image folder not found: {self.image_dir} (for {self.ann_file})")
+        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
+        self.unbiased = bool(unbiased)
+        self.train = bool(train)
+        self.augment = (augment or AugmentConfig()) if train else None
+        self.box_padding = float(box_padding)
+        self.lowres_protocol = lowres_protocol
+        self.seed = int(seed)
+        self.epoch = 0
+
+        doc = load_annotation_file(self.ann_file)
+        self._doc: dict | None = doc
+        self._coco = None
+        self.image_ids = np.array([im["id"] for im in doc["images"]], np.int64)
+        self.image_files = [str(im["file_name"]) for im in doc["images"]]
+        self.image_sizes = np.array([[im["width"], im["height"]] for im in doc["images"]], np.float64)
+        index = {int(i): k for k, i in enumerate(self.image_ids)}
+        if det_file is not None:
+            if train:
+                raise ValueError("detected boxes (det_file) are for evaluation; training uses ground-truth boxes")
+            dets, counts = load_detections(Path(det_file), set(index), det_score_threshold)
+            self.instances = det_instances(dets, index, counts)
+            self.boxes = f"det:{Path(det_file).name}"
+        else:
+            self.instances = gt_instances(doc, index)
+            self.boxes = "gt"
+        self.counts = dict(self.instances.counts)
+        if max_instances is not None:
+            self._truncate(int(max_instances))
+        self._check_images()
+
+    # -- construction helpers ------------------------------------------------------------------------
+    def _truncate(self, n: int) -> None:
+        inst = self.instances
+        for name in ("image_index", "box", "keypoints", "area", "ann_id", "score"):
+            setattr(inst, name, getattr(inst, name)[:n])
+
+    def _check_images(self) -> None:
+        """Count referenced image files that are missing; all missing is an error (wrong folder)."""
+        present = set(os.listdir(self.image_dir))
+        used = np.unique(self.instances.image_index)
+        missing = [self.image_files[i] for i in used if self.image_files[i] not in present]
+        self.counts["missing_images"] = len(missing)
+        if missing and len(missing) == len(used):
+            raise FileNotFoundError(
+                f"none of the {len(used)} images of {self.ann_file.name} is in {self.image_dir} "
+                f"(e.g. file_name {missing[0]!r})"
+            )
+        if missing:
+            log.warning("%d images of %s are missing from %s (e.g. %s); their samples have ok=False",
+                        len(missing), self.ann_file.name, self.image_dir, missing[0])
+
+    @property
+    def coco(self):
+        """pycocotools ``COCO`` of the annotation file (built on first use; not carried to workers)."""
+        if self._coco is None:
+            doc = self._doc if self._doc is not None else load_annotation_file(self.ann_file)
+            self._coco = build_coco(doc)
+        return self._coco
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_coco"] = None
+        state["_doc"] = None
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draw of ``epoch`` (call before each epoch; workers are re-created then)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return int(self.instances.box.shape[0])
+
+    # -- one sample ----------------------------------------------------------------------------------
+    def _read_image(self, i: int) -> np.ndarray | None:
+        path = self.image_dir / self.image_files[i]
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            key = str(path)
+            if key not in _WARNED_FILES:
+                _WARNED_FILES.add(key)
+                log.warning("could not read image %s (missing or corrupt); its samples have ok=False", path)
+            return None
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def _warp(self, image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        w, h = self.crop_size
+        flags = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        if self.lowres_protocol == "direct":
+            return cv2.warpAffine(image, matrix, (w, h), **flags)
+        f = ANTIALIAS_FACTOR
+        # big px = f * crop px + (f - 1) / 2: area-averaging f x f blocks then lands exactly on `matrix`.
+        big = matrix * f
+        big[:, 2] += 0.5 * (f - 1)
+        large = cv2.warpAffine(image, big, (w * f, h * f), **flags)
+        return cv2.resize(large, (w, h), interpolation=cv2.INTER_AREA)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        inst = self.instances
+        img_i = int(inst.image_index[idx])
+        w, h = self.crop_size
+        kps = inst.keypoints[idx]
+        labelled = kps[:, 2] > 0
+        center, scale = box_to_center_scale(inst.box[idx], w / h, self.box_padding)
+        rotation, flip = 0.0, False
+        if self.augment is not None:
+            aug = augment_box(
+                center, scale, kps[:, :2], labelled, self.augment, sample_rng(self.seed, self.epoch, idx), w / h
+            )
+            center, scale, rotation, flip = aug.center, aug.scale, aug.rotation, aug.flip
+        matrix = crop_matrix(center, scale, (w, h), rotation, self.unbiased, flip)
+        image = self._read_image(img_i)
+        ok = image is not None
+        crop = self._warp(image, matrix) if ok else np.zeros((h, w, 3), np.uint8)
+        points = apply_affine(kps[:, :2], matrix)
+        vis = labelled.astype(np.float32)
+        if flip:
+            order = list(FLIP_INDEX)
+            points, vis = points[order], vis[order]
+        inside = (points[:, 0] >= -0.5) & (points[:, 0] <= w - 0.5) & (points[:, 1] >= -0.5) & (points[:, 1] <= h - 0.5)
+        vis = vis * inside * float(ok)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "keypoints": torch.from_numpy(points.astype(np.float32)),
+            "visibility": torch.from_numpy(vis.astype(np.float32)),
+            "image_id": torch.tensor(int(self.image_ids[img_i]), dtype=torch.int64),
+            "ann_id": torch.tensor(int(inst.ann_id[idx]), dtype=torch.int64),
+            "center": torch.from_numpy(np.asarray(center, np.float32)),
+            "scale": torch.from_numpy(np.asarray(scale, np.float32)),
+            "crop_to_image": torch.from_numpy(invert_affine(matrix)),
+            "area": torch.tensor(float(inst.area[idx]), dtype=torch.float32),
+            "box_score": torch.tensor(float(inst.score[idx]), dtype=torch.float32),
+            "gt_keypoints": torch.from_numpy(kps.astype(np.float32)),
+            "ok": torch.tensor(ok),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What a result record should say about this data: file, boxes, crop, protocol, counts."""
+        return {
+            "ann_file": str(self.ann_file),
+            "boxes": self.boxes,
+            "crop_size": list(self.crop_size),
+            "unbiased": self.unbiased,
+            "lowres_protocol": self.lowres_protocol,
+            "instances": len(self),
+            "counts": dict(self.counts),
+        }

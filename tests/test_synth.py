@@ -1,0 +1,164 @@
+"""The embedded synthetic dataset: determinism, COCO validity, exact keypoints, visibility, silhouettes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lrpose_bench.data import synth
+from lrpose_bench.data.render import Canvas
+from lrpose_bench.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+
+SEED = 7  # tiny_embedded's seed
+
+
+def _load(root: Path, split: str) -> dict:
+    return json.loads((root / "annotations" / f"person_keypoints_{split}2017.json").read_text())
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_generation_is_byte_deterministic(tmp_path: Path) -> None:
+    a = synth.generate_dataset(tmp_path / "a", num_train=3, num_val=2, seed=11)
+    b = synth.generate_dataset(tmp_path / "b", num_train=3, num_val=2, seed=11)
+    c = synth.generate_dataset(tmp_path / "c", num_train=3, num_val=2, seed=12)
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert len(files_a) == 3 + 2 + 2
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    assert (a / "annotations/person_keypoints_train2017.json").read_bytes() != (
+        c / "annotations/person_keypoints_train2017.json"
+    ).read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_generate_refuses_non_empty_folder(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        synth.generate_dataset(out, 1, 1, 0)
+    synth.generate_dataset(out, 1, 1, 0, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "val2017").is_dir()
+
+
+def test_pycocotools_loads_it(tiny_embedded: Path) -> None:
+    from pycocotools.coco import COCO
+
+    for split, n in (("train", 24), ("val", 12)):
+        coco = COCO(str(tiny_embedded / "annotations" / f"person_keypoints_{split}2017.json"))
+        assert len(coco.getImgIds()) == n
+        assert coco.loadCats(1)[0]["keypoints"] == list(KEYPOINT_NAMES)
+        anns = coco.loadAnns(coco.getAnnIds())
+        assert n <= len(anns) <= 3 * n
+        for ann in anns:
+            assert len(ann["keypoints"]) == 51 and ann["iscrowd"] == 0
+            assert ann["num_keypoints"] == sum(1 for v in ann["keypoints"][2::3] if v > 0)
+            # the RLE silhouette is the area
+            assert int(coco.annToMask(ann).sum()) == ann["area"]
+        for img in coco.loadImgs(coco.getImgIds()):
+            assert 256 <= img["width"] <= 384 and 256 <= img["height"] <= 384
+            assert (tiny_embedded / f"{split}2017" / img["file_name"]).is_file()
+
+
+def test_written_annotations_are_the_rendered_scenes(tiny_embedded: Path) -> None:
+    doc = _load(tiny_embedded, "val")
+    for i, img in enumerate(doc["images"]):
+        scene = synth.scene_for(SEED, "val", i)
+        assert np.array_equal(_rgb(tiny_embedded / "val2017" / img["file_name"]), scene.image)
+        anns = [a for a in doc["annotations"] if a["image_id"] == img["id"]]
+        written = np.array([a["keypoints"] for a in anns]).reshape(-1, NUM_KEYPOINTS, 3)
+        kept = [p for p in range(len(scene.figures)) if (scene.labels // 64 == p + 1).any()]
+        assert np.array_equal(written, scene.keypoints[kept])
+
+
+def test_pixel_colour_at_visible_keypoints_is_the_joint_colour(tiny_embedded: Path) -> None:
+    checked = 0
+    for split in ("train", "val"):
+        doc = _load(tiny_embedded, split)
+        files = {im["id"]: im["file_name"] for im in doc["images"]}
+        cache: dict[int, np.ndarray] = {}
+        for ann in doc["annotations"]:
+            img = cache.setdefault(ann["image_id"], _rgb(tiny_embedded / f"{split}2017" / files[ann["image_id"]]))
+            kp = np.array(ann["keypoints"], np.float64).reshape(-1, 3)
+            for j in np.flatnonzero(kp[:, 2] == 2):
+                x, y = int(np.floor(kp[j, 0] + 0.5)), int(np.floor(kp[j, 1] + 0.5))
+                assert tuple(img[y, x]) == tuple(synth.JOINT_COLOURS[j]), (split, ann["id"], KEYPOINT_NAMES[j])
+                checked += 1
+            # keypoints are on the 1/16 px drawing grid
+            assert np.array_equal(kp[:, :2] * 16, np.round(kp[:, :2] * 16))
+    assert checked > 400
+
+
+def test_occluded_joints_are_v1_and_outside_joints_are_v0() -> None:
+    n_occluded = n_outside = 0
+    for i in range(30):
+        scene = synth.scene_for(SEED, "train", i)
+        h, w = scene.labels.shape
+        for p in range(len(scene.figures)):
+            for j in range(NUM_KEYPOINTS):
+                x, y, v = scene.keypoints[p, j]
+                px, py = synth.joint_pixel(scene.raw_joints[p, j])
+                inside = 0 <= px < w and 0 <= py < h
+                if v == 0:
+                    n_outside += 1
+                    assert (x, y) == (0.0, 0.0) and not inside
+                    continue
+                assert inside and (x, y) == tuple(scene.raw_joints[p, j])
+                seen = int(scene.labels[py, px])
+                if v == 1:  # something else (a body part, never background) is drawn over the joint
+                    n_occluded += 1
+                    assert seen != (p + 1) * 64 + j and seen != 0
+                else:
+                    assert seen == (p + 1) * 64 + j
+    assert n_occluded > 20 and n_outside > 5
+
+
+def test_area_and_bbox_follow_the_visible_silhouette(tiny_embedded: Path) -> None:
+    doc = _load(tiny_embedded, "train")
+    for i, img in enumerate(doc["images"][:12]):
+        scene = synth.scene_for(SEED, "train", i)
+        anns = sorted((a for a in doc["annotations"] if a["image_id"] == img["id"]), key=lambda a: a["id"])
+        masks = [scene.labels // 64 == p + 1 for p in range(len(scene.figures))]
+        masks = [m for m in masks if m.any()]
+        assert len(masks) == len(anns)
+        for ann, mask in zip(anns, masks):
+            ys, xs = np.nonzero(mask)
+            assert ann["area"] == mask.sum()
+            # pixel i spans [i - 0.5, i + 0.5]
+            assert ann["bbox"] == [xs.min() - 0.5, ys.min() - 0.5, xs.max() - xs.min() + 1.0, ys.max() - ys.min() + 1.0]
+            kp = np.array(ann["keypoints"]).reshape(-1, 3)
+            vis = kp[kp[:, 2] == 2, :2]
+            x0, y0, bw, bh = ann["bbox"]
+            assert np.all((vis[:, 0] >= x0) & (vis[:, 0] <= x0 + bw) & (vis[:, 1] >= y0) & (vis[:, 1] <= y0 + bh))
+
+
+@pytest.mark.parametrize("centre", [(20.25, 30.75), (21.5, 30.0), (20.0625, 29.4375)])
+def test_disc_is_centred_on_its_sub_pixel_point(centre: tuple[float, float]) -> None:
+    """The drawn disc's pixel centroid is the point itself (a half-pixel convention bug would be off by 0.5)."""
+    canvas = Canvas(np.zeros((60, 50, 3), np.uint8), np.zeros((60, 50), np.uint16))  # W 50, H 60
+    canvas.disc(np.array(centre), 10.0, (255, 0, 0), 9)
+    ys, xs = np.nonzero(canvas.labels == 9)
+    assert abs(xs.mean() - centre[0]) < 0.12 and abs(ys.mean() - centre[1]) < 0.12
+    assert abs(len(xs) - np.pi * 10.5**2) < 15  # OpenCV fills pixels within r + 0.5
+
+
+def test_left_and_right_sides_have_distinct_colours() -> None:
+    from lrpose_bench.keypoints import FLIP_PAIRS
+
+    cols = {tuple(c) for c in synth.JOINT_COLOURS}
+    assert len(cols) == NUM_KEYPOINTS
+    for a, b in FLIP_PAIRS:
+        assert np.abs(synth.JOINT_COLOURS[a].astype(int) - synth.JOINT_COLOURS[b].astype(int)).sum() > 150
+    assert np.abs(synth.LEFT_LIMB_RGB - synth.RIGHT_LIMB_RGB).sum() > 150
+
+
+def test_default_sizes_are_sensible() -> None:
+    assert 400 <= synth.DEFAULT_TRAIN_IMAGES <= 2000 and 100 <= synth.DEFAULT_VAL_IMAGES <= 500
