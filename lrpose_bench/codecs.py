@@ -1,0 +1,431 @@
+"""Batched codec primitives shared by the methods: targets, peak finding and sub-pixel refinement.
+
+Every function is pure tensor code on whatever device/dtype its inputs use: no ``.numpy()``, no Python
+loops over batch (B) or keypoints (K). Coordinates follow :mod:`lrpose_bench.geometry`: ``(x, y)``
+with pixel centres at integers, here in *heatmap* px unless a docstring says otherwise; sizes are
+``(width, height)``. Maps are ``(B, K, h, w)`` (one channel per keypoint) unless noted.
+
+Resolution rules ("auto" options) live here too, so that every method scales the same way:
+:func:`auto_sigma`, :func:`auto_blur_kernel`, :func:`auto_udp_radius`, :func:`auto_simcc_ratio`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+Size = Sequence[int]  # (width, height)
+
+# --------------------------------------------------------------------------------------------------
+# Resolution rules for "auto" options
+# --------------------------------------------------------------------------------------------------
+#: Reference heatmap width of the baselines' settings (256x192 input -> 64x48 heatmap).
+REFERENCE_HEATMAP_WIDTH = 48
+
+
+def auto_sigma(heatmap_size: Size, reference_sigma: float = 2.0) -> float:
+    """Gaussian sigma (heatmap px) scaled with the heatmap: ``reference_sigma * w_hm / 48``.
+
+    HRNet/SimpleBaseline use sigma 2 at a 64x48 heatmap; keeping the Gaussian the same size *relative to
+    the person* gives 1.0 at 32x24 (128x96 input) and 0.5 at 16x12 (64x48 input).
+    """
+    return reference_sigma * float(heatmap_size[0]) / REFERENCE_HEATMAP_WIDTH
+
+
+def auto_blur_kernel(heatmap_size: Size, reference_kernel: int = 11, minimum: int = 3) -> int:
+    """Odd blur kernel (heatmap px) scaled with the heatmap width, at least 3.
+
+    DarkPose blurs with 11 at a 64x48 heatmap and advises a smaller kernel at low resolution (DarkPose
+    issue 22: 3 for small heatmaps). Rule: the odd integer nearest ``reference_kernel * w_hm / 48``,
+    clamped to >= ``minimum``: 11 at w=48, 5 at w=24 (128x96 input), 3 at w=12 (64x48 input), 17 at
+    w=72. The same rule scales UDP's kernels (15 for the class map, 7 for offsets at w=48).
+    """
+    k = reference_kernel * float(heatmap_size[0]) / REFERENCE_HEATMAP_WIDTH
+    return max(int(minimum), 2 * int(math.floor((k - 1.0) / 2.0 + 0.5)) + 1)
+
+
+def auto_udp_radius(heatmap_size: Size, reference_radius: float = 3.5, reference_side: int = 64) -> float:
+    """UDP disc radius (heatmap px) scaled with the heatmap's longer side.
+
+    UDP uses radius 3.5 at a 64x48 heatmap (MMPose expresses it as ``radius_factor = 3.5/64`` of
+    ``max(w_hm, h_hm)``): 1.75 at 32x24, 0.875 at 16x12.
+    """
+    return reference_radius * float(max(heatmap_size)) / reference_side
+
+
+def auto_simcc_ratio(input_size: Size) -> float:
+    """SimCC split ratio: 2.0, or 3.0 when the input's shorter side is <= 64 px (SimCC's low-res setting)."""
+    return 3.0 if min(input_size) <= 64 else 2.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------------
+def check_keypoints(keypoints: torch.Tensor, visibility: torch.Tensor, method: str = "") -> None:
+    """Raise a one-line ``ValueError`` unless ``keypoints`` is float ``(B, K, 2)`` and ``visibility`` ``(B, K)``."""
+    who = f"method {method!r}: " if method else ""
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2 or not keypoints.is_floating_point():
+        raise ValueError(f"{who}keypoints must be a float tensor (B, K, 2), got {tuple(keypoints.shape)} "
+                         f"{keypoints.dtype}")
+    if tuple(visibility.shape) != tuple(keypoints.shape[:2]):
+        raise ValueError(f"{who}visibility must be (B, K) = {tuple(keypoints.shape[:2])}, "
+                         f"got {tuple(visibility.shape)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Grids
+# --------------------------------------------------------------------------------------------------
+def _axes(size: Size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates ``xs (w,)``, ``ys (h,)`` in the dtype/device of ``like`` (float)."""
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    w, h = int(size[0]), int(size[1])
+    return (
+        torch.arange(w, dtype=dtype, device=like.device),
+        torch.arange(h, dtype=dtype, device=like.device),
+    )
+
+
+#: Exponents below this give exactly 0 (e^-60 ~ 1e-26): keeps results out of the denormal range, where
+#: CPU arithmetic is ~10x slower, at no visible cost to any target.
+EXP_FLOOR = -60.0
+
+
+def _flushed_exp(arg: torch.Tensor) -> torch.Tensor:
+    """``exp(arg)`` with values below ``e^EXP_FLOOR`` set to exactly 0 (no denormals)."""
+    return torch.where(arg > EXP_FLOOR, torch.exp(arg.clamp_min(EXP_FLOOR)), torch.zeros((), dtype=arg.dtype, device=arg.device))
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    """``floor(x + 0.5)``: HRNet's ``int(x + 0.5)`` for x >= 0, without banker's rounding."""
+    return torch.floor(x + 0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------------
+def gaussian_heatmaps(
+    centres: torch.Tensor,
+    size: Size,
+    sigma: float,
+    rounded: bool = False,
+    window: float | None = None,
+) -> torch.Tensor:
+    """Gaussian heatmaps ``(B, K, h, w)``: ``exp(-((x-cx)^2 + (y-cy)^2) / (2 sigma^2))``.
+
+    ``centres`` ``(B, K, 2)`` heatmap px; ``size`` ``(w, h)``; ``sigma`` heatmap px.
+    ``rounded`` puts the peak at the nearest pixel, ``floor(c + 0.5)`` (the MSRA/HRNet target, peak value
+    exactly 1); otherwise at the sub-pixel centre (DarkPose's unbiased encoding, UDP/MMPose).
+    ``window`` (heatmap px) zeroes pixels with ``max(|x-cx|, |y-cy|) > window``: HRNet draws the Gaussian
+    only in a ``(2*3sigma+1)^2`` square patch, i.e. ``window = 3*sigma`` (identical to HRNet when
+    ``3*sigma`` is an integer). ``None`` draws it over the whole map. Values below ``e^-60`` are 0.
+    """
+    c = round_half_up(centres) if rounded else centres
+    xs, ys = _axes(size, c)
+    dx = xs.view(1, 1, 1, -1) - c[..., 0, None, None]  # (B,K,1,w)
+    dy = ys.view(1, 1, -1, 1) - c[..., 1, None, None]  # (B,K,h,1)
+    ax = (dx * dx) / (2.0 * sigma * sigma)  # small (B,K,1,w) / (B,K,h,1) terms; the window goes in here
+    ay = (dy * dy) / (2.0 * sigma * sigma)
+    if window is not None:
+        far = torch.tensor(float("inf"), dtype=ax.dtype, device=ax.device)
+        ax = torch.where(dx.abs() <= window + 1e-6, ax, far)
+        ay = torch.where(dy.abs() <= window + 1e-6, ay, far)
+    return _flushed_exp(-(ax + ay))
+
+
+def window_visible(centres: torch.Tensor, size: Size, window: float, rounded: bool = False) -> torch.Tensor:
+    """Bool ``(B, K)``: does the square ``|x-cx|, |y-cy| <= window`` around a centre touch the map?
+
+    HRNet zeroes a joint's target weight when its Gaussian patch lies wholly outside the heatmap; this is
+    that test (symmetric, in heatmap px; ``rounded`` as in :func:`gaussian_heatmaps`).
+    """
+    c = round_half_up(centres) if rounded else centres
+    w, h = float(size[0]), float(size[1])
+    eps = 1e-6
+    return (
+        (c[..., 0] + window >= -eps)
+        & (c[..., 0] - window <= w - 1 + eps)
+        & (c[..., 1] + window >= -eps)
+        & (c[..., 1] - window <= h - 1 + eps)
+    )
+
+
+def disc_mask(centres: torch.Tensor, size: Size, radius: float) -> torch.Tensor:
+    """Binary discs ``(B, K, h, w)`` (dtype of ``centres``): 1 where ``|pixel - centre| <= radius``.
+
+    UDP's classification target (centres at sub-pixel positions, heatmap px; the boundary is inside).
+    """
+    xs, ys = _axes(size, centres)
+    dx = xs.view(1, 1, 1, -1) - centres[..., 0, None, None]
+    dy = ys.view(1, 1, -1, 1) - centres[..., 1, None, None]
+    return ((dx * dx + dy * dy) <= radius * radius * (1.0 + 1e-6)).to(centres.dtype)
+
+
+def offset_maps(centres: torch.Tensor, size: Size, normaliser: float | Sequence[float] = 1.0) -> torch.Tensor:
+    """Offset fields ``(B, K, 2, h, w)``: ``(centre - pixel) / normaliser`` for x (channel 0) and y (1).
+
+    ``normaliser`` is a scalar or an ``(x, y)`` pair (UDP: the disc radius; CAL: 1.5). Reading the map at
+    pixel ``p`` and adding ``normaliser * value`` to ``p`` recovers the centre exactly.
+    """
+    xs, ys = _axes(size, centres)
+    nx, ny = (normaliser, normaliser) if isinstance(normaliser, (int, float)) else tuple(normaliser)
+    w, h = xs.numel(), ys.numel()
+    ox = (centres[..., 0, None, None] - xs.view(1, 1, 1, -1)) / nx  # (B,K,1,w)
+    oy = (centres[..., 1, None, None] - ys.view(1, 1, -1, 1)) / ny  # (B,K,h,1)
+    b, k = centres.shape[:2]
+    return torch.stack([ox.expand(b, k, h, w), oy.expand(b, k, h, w)], dim=2)
+
+
+def gaussian_vectors(centres: torch.Tensor, length: int, sigma: float) -> torch.Tensor:
+    """1-D Gaussians ``(..., length)`` over bins ``0..length-1`` centred at ``centres`` (``(...)``, bins).
+
+    SimCC's smoothed labels (one call per axis), unnormalised (peak 1 at an integer centre).
+    """
+    dtype = centres.dtype if centres.is_floating_point() else torch.get_default_dtype()
+    bins = torch.arange(int(length), dtype=dtype, device=centres.device)
+    d = bins - centres[..., None]
+    return _flushed_exp(-(d * d) / (2.0 * sigma * sigma))
+
+
+# --------------------------------------------------------------------------------------------------
+# Peaks
+# --------------------------------------------------------------------------------------------------
+def argmax_2d(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer peak of each map: ``coords`` ``(..., 2)`` heatmap px (float, (x, y)) and ``maxvals`` ``(...)``.
+
+    ``heatmaps`` is ``(..., h, w)``. Ties go to the first pixel in row-major order (as numpy's argmax).
+    No masking of non-positive peaks is done here (HRNet zeroes coords where maxval <= 0; callers that
+    want this can do it with ``maxvals``).
+    """
+    h, w = heatmaps.shape[-2:]
+    flat = heatmaps.reshape(*heatmaps.shape[:-2], h * w)
+    maxvals, idx = flat.max(dim=-1)
+    dtype = heatmaps.dtype if heatmaps.is_floating_point() else torch.get_default_dtype()
+    coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=-1).to(dtype)
+    return coords, maxvals
+
+
+def _pixel_index(coords: torch.Tensor, size: Size) -> torch.Tensor:
+    """Nearest pixel of ``coords`` ``(..., 2)`` clamped into the map, as int64."""
+    w, h = int(size[0]), int(size[1])
+    p = round_half_up(coords).long()
+    return torch.stack([p[..., 0].clamp(0, w - 1), p[..., 1].clamp(0, h - 1)], dim=-1)
+
+
+def sample_maps(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Values of ``maps`` ``(B, K, h, w)`` at integer pixels ``px, py`` ``(B, K, ...)`` clamped into the map.
+
+    Out-of-map positions read the nearest border pixel (replicate padding).
+    """
+    b, k, h, w = maps.shape
+    px = px.clamp(0, w - 1)
+    py = py.clamp(0, h - 1)
+    flat = maps.reshape(b, k, h * w)
+    idx = (py * w + px).reshape(b, k, -1)
+    return torch.gather(flat, 2, idx).reshape(px.shape)
+
+
+def gather_at(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Read ``maps`` ``(B, K, C, h, w)`` at integer pixels ``coords`` ``(B, K, 2)`` (x, y) -> ``(B, K, C)``.
+
+    ``coords`` may be float holding integers (e.g. from :func:`argmax_2d`); they are rounded and clamped.
+    """
+    b, k, c, h, w = maps.shape
+    p = _pixel_index(coords, (w, h))
+    idx = (p[..., 1] * w + p[..., 0]).reshape(b, k, 1, 1).expand(b, k, c, 1)
+    return torch.gather(maps.reshape(b, k, c, h * w), 3, idx).squeeze(-1)
+
+
+def quarter_offset_refine(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """HRNet's post-processing: move each integer peak 0.25 px toward the higher neighbour, per axis.
+
+    ``heatmaps`` ``(B, K, h, w)``, ``coords`` ``(B, K, 2)`` integer peaks (heatmap px) -> refined coords.
+    An axis is shifted only where both neighbours exist (``0 < x < w-1``); HRNet's stricter test
+    (``1 < x < w-1`` and the same on the other axis) skips more border peaks for no reason. Equal
+    neighbours give no shift (``sign(0) = 0``).
+    """
+    h, w = heatmaps.shape[-2:]
+    p = _pixel_index(coords, (w, h))
+    x, y = p[..., 0], p[..., 1]
+    dx = sample_maps(heatmaps, x + 1, y) - sample_maps(heatmaps, x - 1, y)
+    dy = sample_maps(heatmaps, x, y + 1) - sample_maps(heatmaps, x, y - 1)
+    ok_x = (x > 0) & (x < w - 1)
+    ok_y = (y > 0) & (y < h - 1)
+    shift = torch.stack([torch.sign(dx) * ok_x, torch.sign(dy) * ok_y], dim=-1).to(coords.dtype)
+    return coords + 0.25 * shift
+
+
+# --------------------------------------------------------------------------------------------------
+# Blur (DarkPose's modulation) and the DARK Taylor step
+# --------------------------------------------------------------------------------------------------
+# OpenCV's fixed kernels for sigma <= 0 and ksize <= 7 (cv::getGaussianKernel's small_gaussian_tab).
+_CV_SMALL_KERNELS = {
+    1: (1.0,),
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+}
+
+
+def gaussian_kernel_1d(kernel: int, sigma: float = 0.0, dtype: torch.dtype = torch.float32,
+                       device: torch.device | str | None = None) -> torch.Tensor:
+    """The 1-D kernel ``cv2.getGaussianKernel(kernel, sigma)`` uses (sums to 1).
+
+    ``sigma <= 0`` means OpenCV's default ``0.3 * ((kernel - 1) * 0.5 - 1) + 0.8``, and OpenCV's fixed
+    binomial tables for kernel sizes 1, 3, 5, 7 (so ``cv2.GaussianBlur(hm, (k, k), 0)`` is reproduced).
+    """
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"blur kernel must be a positive odd integer, got {kernel}")
+    if sigma <= 0 and kernel in _CV_SMALL_KERNELS:
+        return torch.tensor(_CV_SMALL_KERNELS[kernel], dtype=dtype, device=device)
+    s = sigma if sigma > 0 else 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+    x = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
+    g = torch.exp(-(x * x) / (2 * s * s))
+    return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+def gaussian_blur(heatmaps: torch.Tensor, kernel: int, keep_max: bool = True, padding: str = "zeros") -> torch.Tensor:
+    """DarkPose's distribution modulation: blur each map, zero padding, optionally restore its maximum.
+
+    ``heatmaps`` ``(..., h, w)``; ``kernel`` odd size in heatmap px (OpenCV's default sigma for it).
+    DarkPose pads with zeros by ``(kernel-1)/2``, blurs with ``cv2.GaussianBlur(.., (k,k), 0)``, crops back,
+    and rescales each map so that its maximum equals the maximum before blurring (``keep_max``).
+    ``padding="reflect"`` instead mirrors the border without repeating it, OpenCV's default
+    ``BORDER_REFLECT_101`` (what UDP/MMPose get when blurring offset maps in place); it needs
+    ``kernel // 2 < min(h, w)``. ``kernel`` 1 returns the input unchanged.
+    """
+    if kernel == 1:
+        return heatmaps
+    shape = heatmaps.shape
+    h, w = shape[-2:]
+    x = heatmaps.reshape(-1, 1, h, w)
+    g = gaussian_kernel_1d(kernel, dtype=x.dtype, device=x.device)
+    pad = (kernel - 1) // 2
+    if padding == "zeros":
+        x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, pad))
+        x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(pad, 0))
+    elif padding == "reflect":
+        if pad >= min(h, w):
+            raise ValueError(f"blur kernel {kernel} is too large for reflect padding of a {h}x{w} map")
+        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+        x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), g.view(1, 1, -1, 1))
+    else:
+        raise ValueError(f"blur padding must be 'zeros' or 'reflect', got {padding!r}")
+    out = x.reshape(shape)
+    if keep_max:
+        before = heatmaps.amax(dim=(-2, -1), keepdim=True)
+        after = out.amax(dim=(-2, -1), keepdim=True)
+        out = out * torch.where(after.abs() > 0, before / after.where(after.abs() > 0, torch.ones_like(after)),
+                                torch.ones_like(after))
+    return out
+
+
+def dark_refine(
+    heatmaps: torch.Tensor,
+    coords: torch.Tensor,
+    kernel: int = 1,
+    eps: float = 1e-10,
+    max_step: float = 1.0,
+) -> torch.Tensor:
+    """DARK: one Newton step on the log of the (blurred) heatmap around each integer peak.
+
+    ``heatmaps`` ``(B, K, h, w)``, ``coords`` ``(B, K, 2)`` integer peaks (heatmap px, e.g. from
+    :func:`argmax_2d` on the *unblurred* map) -> refined coords (heatmap px).
+
+    Steps (DarkPose): blur with ``kernel`` (:func:`gaussian_blur`, 1 = none), ``f = log(max(hm, eps))``,
+    then ``c - H^{-1} g``. Away from the border the stencils are DarkPose's:
+    ``g_x = (f(x+1) - f(x-1)) / 2``, ``f_xx = (f(x+2) - 2 f(x) + f(x-2)) / 4``,
+    ``f_xy = (f(x+1,y+1) - f(x+1,y-1) - f(x-1,y+1) + f(x-1,y-1)) / 4``.
+    Where they would leave the map (DarkPose then skips the peak) the same derivatives come from the
+    3-pixel quadratic fit centred at the nearest interior pixel ``s = clamp(x, 1, w-2)``:
+    ``f_xx = f(s+1) - 2 f(s) + f(s-1)``, ``g_x = (f(s+1) - f(s-1)) / 2 + f_xx (x - s)``.
+    Every stencil is exact for a quadratic, so an exact sub-pixel Gaussian is recovered exactly anywhere
+    on the map. The step is applied only where the Hessian is negative definite (a true maximum;
+    DarkPose only asks det != 0) and each axis is clamped to ``±max_step`` px, so a flat or saddle-shaped
+    neighbourhood never throws a point across the map. Maps narrower than 3 px are returned unrefined.
+    """
+    h, w = heatmaps.shape[-2:]
+    if h < 3 or w < 3:
+        return coords
+    hm = gaussian_blur(heatmaps, kernel) if kernel > 1 else heatmaps
+    f = torch.log(hm.clamp_min(eps))
+    p = _pixel_index(coords, (w, h))
+    x, y = p[..., 0], p[..., 1]
+    sx, sy = x.clamp(1, w - 2), y.clamp(1, h - 2)
+
+    def at(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+        return sample_maps(f, px, py)
+
+    f0 = at(x, y)
+    # second derivatives along each axis
+    wide_x = (x >= 2) & (x <= w - 3)
+    wide_y = (y >= 2) & (y <= h - 3)
+    hxx_narrow = at(sx + 1, y) - 2 * at(sx, y) + at(sx - 1, y)
+    hyy_narrow = at(x, sy + 1) - 2 * at(x, sy) + at(x, sy - 1)
+    hxx = torch.where(wide_x, 0.25 * (at(x + 2, y) - 2 * f0 + at(x - 2, y)), hxx_narrow)
+    hyy = torch.where(wide_y, 0.25 * (at(x, y + 2) - 2 * f0 + at(x, y - 2)), hyy_narrow)
+    hxy = 0.25 * (at(sx + 1, sy + 1) - at(sx + 1, sy - 1) - at(sx - 1, sy + 1) + at(sx - 1, sy - 1))
+    # first derivatives at the peak itself
+    gx = 0.5 * (at(sx + 1, y) - at(sx - 1, y)) + hxx_narrow * (x - sx).to(f.dtype)
+    gy = 0.5 * (at(x, sy + 1) - at(x, sy - 1)) + hyy_narrow * (y - sy).to(f.dtype)
+    det = hxx * hyy - hxy * hxy
+    ok = (hxx < 0) & (det > 0)
+    safe_det = torch.where(ok, det, torch.ones_like(det))
+    # -H^{-1} g with H^{-1} = [[hyy, -hxy], [-hxy, hxx]] / det
+    sx_step = -(hyy * gx - hxy * gy) / safe_det
+    sy_step = -(-hxy * gx + hxx * gy) / safe_det
+    step = torch.stack([sx_step, sy_step], dim=-1) * ok[..., None].to(f.dtype)
+    step = step.clamp(-max_step, max_step).to(coords.dtype)
+    return coords + step
+
+
+# --------------------------------------------------------------------------------------------------
+# Flip helpers
+# --------------------------------------------------------------------------------------------------
+def flip_maps(maps: torch.Tensor, flip_index: Sequence[int] | torch.Tensor, joint_dim: int = 1) -> torch.Tensor:
+    """Mirror maps ``(..., w)`` along their last axis and reorder joints along ``joint_dim`` by ``flip_index``.
+
+    Works for heatmaps ``(B, K, h, w)``, offset fields ``(B, K, 2, h, w)`` and SimCC x-vectors ``(B, K, L)``
+    alike (a mirror of pixel/bin ``i`` is ``w-1-i``, exact in the pixel-centre convention). Offsets' x
+    channel must additionally be negated by the caller.
+    """
+    idx = torch.as_tensor(list(flip_index) if not isinstance(flip_index, torch.Tensor) else flip_index,
+                          dtype=torch.long, device=maps.device)
+    return maps.flip(-1).index_select(joint_dim, idx)
+
+
+def shift_right(maps: torch.Tensor, pixels: int = 1) -> torch.Tensor:
+    """Shift maps ``(..., w)`` right by ``pixels`` along the last axis; the first columns keep their values.
+
+    HRNet's flip-test correction for the biased transform: ``out[..., 1:] = in[..., :-1]`` in place, so
+    column 0 keeps its own value.
+    """
+    if pixels <= 0:
+        return maps
+    return torch.cat([maps[..., :pixels], maps[..., :-pixels]], dim=-1)
+
+
+__all__ = [
+    "check_keypoints",
+    "auto_sigma",
+    "auto_blur_kernel",
+    "auto_udp_radius",
+    "auto_simcc_ratio",
+    "round_half_up",
+    "gaussian_heatmaps",
+    "window_visible",
+    "disc_mask",
+    "offset_maps",
+    "gaussian_vectors",
+    "argmax_2d",
+    "sample_maps",
+    "gather_at",
+    "quarter_offset_refine",
+    "gaussian_kernel_1d",
+    "gaussian_blur",
+    "dark_refine",
+    "flip_maps",
+    "shift_right",
+]
