@@ -130,6 +130,14 @@ class PoseMethod:
         """Coordinates in *crop* px ``(B, K, 2)`` and scores ``(B, K)``."""
         raise NotImplementedError
 
+    def targets_as_outputs(self, targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The outputs a perfect network would produce for ``targets`` (used by ``lrpose oracle``).
+
+        Default: the targets themselves (true for regression targets such as heatmaps and offsets);
+        methods whose outputs are logits override it.
+        """
+        return {k: v for k, v in targets.items() if k != "weight"}
+
     def coarse(self, outputs: Mapping[str, torch.Tensor], geometry: Geometry) -> torch.Tensor | None:
         """Coarse (integer argmax) predictions in *heatmap* px ``(B, K, 2)``, or ``None`` if the method has
         no heatmap. Used for the offset-distribution analysis (``lrpose plot offsets``)."""

@@ -117,6 +117,11 @@ class SimCCMethod(PoseMethod):
         out["weight"] = weight
         return out
 
+    def targets_as_outputs(self, targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Perfect logits: the log of the label distributions (softmax of them gives the labels back)."""
+        tiny = torch.finfo(targets["simcc_x"].dtype).tiny
+        return {k: targets[k].clamp_min(tiny).log() for k in ("simcc_x", "simcc_y")}
+
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"kl_x", "kl_y", "total"}``: SimCC's KLDiscretLoss (KL averaged over bins, weighted per joint)."""
         w = targets["weight"].to(outputs["simcc_x"].dtype)

@@ -1,0 +1,391 @@
+"""CAL: Confidence-Aware Learning (Wang et al., "Low-resolution Human Pose Estimation", PR 2022).
+
+Heatmap + x/y offset learning in UDP's unbiased coordinate system, with the paper's two fixes:
+
+(a) *Gaussian-weighted binary heatmap* ``G(p) = B(p) * C(p)``: ``B`` the binary disc of radius ``R``
+    around the sub-pixel joint, ``C`` a Gaussian centred on it, so pixels near the joint weigh more and
+    training agrees with the argmax taken at test time.
+(b) *Mixture Gaussian Mask* (MGM, :class:`CALMGMMethod`): a Gaussian mixture fitted to the coarse
+    (argmax) errors weights the offset loss where the coarse prediction tends to land.
+
+Choices (each a named option; see ``Options``):
+
+* ``target`` default ``"gaussian_disc"`` = the paper's ``G = B * C`` (claim 4 is what this suite tests).
+  The released configs train a sub-pixel Gaussian instead (``"subpixel_gaussian"``, drawn in a
+  ``3 sigma`` window as HRNet does); ``"disc"`` is the plain binary disc of UDP.
+* ``radius`` 4 heatmap px at every resolution (released code), for ``B`` and the offset mask.
+* ``sigma`` 0 = auto: :func:`lrpose_bench.codecs.auto_sigma`, 2 px at a 64x48 heatmap scaled with its
+  width -> 1.0 at 128x96 input (the released value), 0.5 at 64x48 (released W48; W32 used 0.3).
+* offsets ``(joint - pixel) / offset_normaliser`` (1.5, released), loss L1 (released) over the disc.
+* loss ``heatmap_loss_weight * MSE(heatmaps) + offset_loss_weight * L1(offsets)`` (0.5 and 0.7, the
+  released W32 values). The heatmap MSE is the mean over all ``B*K*h*w`` pixels of weighted joints; the
+  offset loss is the mean ``|error|`` over the 2 channels, weighted by the offset mask (disc, times the
+  MGM in stage 2), i.e. normalised by the mask's sum.
+* decode: argmax of the (flip-merged) heatmap + ``offset_normaliser * offset`` read at the argmax,
+  mapped back with UDP's ``(n-1)`` scaling; no DARK, no quarter shift (released).
+
+Spaces: ``encode`` takes crop px; targets/outputs live in heatmap px; ``decode`` returns crop px.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrpose_bench.codecs import (
+    argmax_2d,
+    auto_sigma,
+    disc_mask,
+    flip_maps,
+    gather_at,
+    gaussian_heatmaps,
+    offset_maps,
+    round_half_up,
+    window_visible,
+)
+from lrpose_bench.heads import MapHead
+from lrpose_bench.method import Geometry, PoseMethod, PredictFn, Stage
+from lrpose_bench.mixture import COVARIANCE_TYPES, Mixture2D, fit_mixture, render_mask
+
+TARGETS: tuple[str, ...] = ("gaussian_disc", "disc", "subpixel_gaussian")
+OFFSET_LOSSES: tuple[str, ...] = ("l1", "smooth_l1", "l2")
+FIT_SCOPES: tuple[str, ...] = ("epoch", "batch")
+
+
+def _check_choice(method: str, option: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"method {method!r}: option {option}={value!r} is not one of {', '.join(map(str, choices))}")
+
+
+class CALMethod(PoseMethod):
+    """CAL without the MGM: Gaussian-weighted disc heatmap + disc-masked L1 offsets (unbiased crops)."""
+
+    name = "cal"
+    description = "CAL: Gaussian-weighted disc heatmap (G=B*C) + x/y offsets, argmax + offset decoding (unbiased)"
+
+    @dataclass(frozen=True)
+    class Options:
+        """CAL options (heatmap px unless noted); defaults: the paper's target, the released settings."""
+
+        #: heatmap target: "gaussian_disc" (paper, G = B*C), "disc" (binary B), "subpixel_gaussian" (released C).
+        target: str = "gaussian_disc"
+        #: disc radius R (heatmap px) of B and of the offset mask; released: 4 at every resolution.
+        radius: float = 4.0
+        #: Gaussian sigma (heatmap px); 0 = auto (1.0 at 128x96 input, 0.5 at 64x48, 2.0 at 256x192).
+        sigma: float = 0.0
+        #: offsets are (joint - pixel) / offset_normaliser (heatmap px); released 1.5.
+        offset_normaliser: float = 1.5
+        #: weight of the heatmap MSE in the total loss (released 0.5).
+        heatmap_loss_weight: float = 0.5
+        #: weight of the offset loss (released 0.7 for W32, 1.0 for W48).
+        offset_loss_weight: float = 0.7
+        #: offset loss: "l1" (released), "smooth_l1" (beta 1, in normalised offset units) or "l2".
+        offset_loss: str = "l1"
+
+    def __init__(self, options: "CALMethod.Options | None" = None, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
+        o = self.options
+        _check_choice(self.name, "target", o.target, TARGETS)
+        _check_choice(self.name, "offset_loss", o.offset_loss, OFFSET_LOSSES)
+        for key in ("radius", "offset_normaliser"):
+            if getattr(o, key) <= 0:
+                raise ValueError(f"method {self.name!r}: option {key}={getattr(o, key)!r} must be > 0")
+        if o.sigma < 0:
+            raise ValueError(f"method {self.name!r}: option sigma={o.sigma!r} must be >= 0 (0 = auto)")
+
+    # ------------------------------------------------------------------ data needs
+    @property
+    def unbiased(self) -> bool:
+        """CAL builds on UDP's unbiased data processing."""
+        return True
+
+    def sigma_for(self, heatmap_size: tuple[int, int]) -> float:
+        """The Gaussian sigma (heatmap px) used at ``heatmap_size``: the option, or the auto rule when 0."""
+        return float(self.options.sigma) if self.options.sigma > 0 else auto_sigma(heatmap_size)
+
+    # ------------------------------------------------------------------ model
+    def build_head(self, in_channels: int, num_keypoints: int, geometry: Geometry) -> nn.Module:
+        """Separate 1x1 heatmap and offset convolutions (as the CAL release keeps separate heads)."""
+        return MapHead(in_channels, num_keypoints, {"heatmaps": 1, "offsets": 2})
+
+    # ------------------------------------------------------------------ codecs
+    def encode(self, keypoints: torch.Tensor, visibility: torch.Tensor, geometry: Geometry) -> dict[str, torch.Tensor]:
+        """Targets for keypoints ``(B, K, 2)`` crop px.
+
+        Returns ``heatmaps (B,K,h,w)``, ``offsets (B,K,2,h,w)`` (normalised; zero off the disc, as UDP's
+        masked target), ``offset_mask (B,K,h,w)``
+        (the disc), ``centres (B,K,2)`` (joints in heatmap px) and ``weight (B,K)``: the visibility, zeroed
+        where the target's support (disc radius, or the ``3 sigma`` window) lies wholly off the map. The
+        maps of weight-0 joints are zero.
+        """
+        o = self.options
+        dtype = keypoints.dtype if keypoints.is_floating_point() else torch.float32
+        size = geometry.heatmap_size
+        c = geometry.crop_to_heatmap.forward(keypoints.to(dtype))
+        sigma = self.sigma_for(size)
+        disc = disc_mask(c, size, o.radius)
+        if o.target == "gaussian_disc":
+            heatmaps, support = disc * gaussian_heatmaps(c, size, sigma), o.radius
+        elif o.target == "disc":
+            heatmaps, support = disc, o.radius
+        else:
+            heatmaps, support = gaussian_heatmaps(c, size, sigma, window=3.0 * sigma), 3.0 * sigma
+        weight = (visibility > 0).to(dtype) * window_visible(c, size, support).to(dtype)
+        w4 = weight[..., None, None]
+        return {
+            "heatmaps": heatmaps * w4,
+            "offsets": offset_maps(c, size, o.offset_normaliser) * (disc * w4)[:, :, None],
+            "offset_mask": disc * w4,
+            "centres": c,
+            "weight": weight,
+        }
+
+    def offset_weighting(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Per-pixel weight ``(B, K, h, w)`` of the offset loss: the ground-truth disc (MGM adds its mask)."""
+        return targets["offset_mask"]
+
+    def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``total = heatmap_loss_weight * heatmap + offset_loss_weight * offset`` (terms reported unweighted)."""
+        o = self.options
+        w = targets["weight"][..., None, None]
+        pred_hm = outputs["heatmaps"]
+        hm_loss = ((pred_hm - targets["heatmaps"]) ** 2 * w).mean()
+        mask = self.offset_weighting(outputs, targets) * w  # (B, K, h, w)
+        diff = outputs["offsets"] - targets["offsets"]  # (B, K, 2, h, w)
+        if o.offset_loss == "l1":
+            err = diff.abs()
+        elif o.offset_loss == "smooth_l1":
+            err = F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none", beta=1.0)
+        else:
+            err = diff * diff
+        off_loss = (err * mask[:, :, None]).sum() / (2.0 * mask.sum()).clamp_min(1e-6)
+        total = o.heatmap_loss_weight * hm_loss + o.offset_loss_weight * off_loss
+        return {"total": total, "heatmap": hm_loss.detach(), "offset": off_loss.detach()}
+
+    def decode(self, outputs: Mapping[str, torch.Tensor], geometry: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+        """Argmax + ``offset_normaliser * offset`` at the argmax (heatmap px) -> crop px; scores = peak values."""
+        coarse, scores = argmax_2d(outputs["heatmaps"])
+        coarse = coarse.to(torch.promote_types(coarse.dtype, torch.float32))  # no half-precision coordinates
+        off = gather_at(outputs["offsets"], coarse).to(coarse.dtype)  # (B, K, 2)
+        fine = coarse + self.options.offset_normaliser * off
+        return geometry.crop_to_heatmap.inverse(fine), scores
+
+    def coarse(self, outputs: Mapping[str, torch.Tensor], geometry: Geometry) -> torch.Tensor | None:
+        """Integer argmax of the heatmaps, heatmap px ``(B, K, 2)``."""
+        return argmax_2d(outputs["heatmaps"])[0]
+
+    def flip_back(self, outputs: Mapping[str, torch.Tensor], flip_index: Iterable[int]) -> dict[str, torch.Tensor]:
+        """Mirror both maps, swap left/right joints, negate the x offsets (unbiased: no pixel shift)."""
+        idx = list(flip_index)
+        offsets = flip_maps(outputs["offsets"], idx, joint_dim=1)
+        offsets = torch.cat([-offsets[:, :, :1], offsets[:, :, 1:]], dim=2)
+        return {"heatmaps": flip_maps(outputs["heatmaps"], idx, joint_dim=1), "offsets": offsets}
+
+    # ------------------------------------------------------------------ records
+    def summary(self) -> str:
+        """One line naming the combination, as written into records."""
+        o = self.options
+        sigma = "auto" if o.sigma == 0 else f"{o.sigma:g}"
+        return (f"CAL target={o.target} R={o.radius:g} sigma={sigma} offsets/{o.offset_normaliser:g} "
+                f"{o.offset_loss} loss {o.heatmap_loss_weight:g}*hm+{o.offset_loss_weight:g}*off")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "summary": self.summary()}
+
+
+class CALMGMMethod(CALMethod):
+    """CAL with the Mixture Gaussian Mask on the offset loss, trained in two stages.
+
+    Stage ``"coarse"`` (``stage_split`` of the epochs, default 0.5: the paper trains in two stages but the
+    split is not known; half gives the heatmap time to converge and the MGM as long to act) trains plain
+    CAL. At the start of stage ``"mgm"`` the coarse errors ``argmax - joint`` (heatmap px) of the current
+    model are collected and a Gaussian mixture is fitted (scikit-learn, ``covariance`` type):
+
+    * ``fit_scope="epoch"`` (default, the paper's description): one fit over the whole training set at the
+      start of stage 2 (one pass of ``predict``). It is *not* refitted every epoch: the method contract
+      has no per-epoch hook (``begin_stage`` runs once per stage).
+    * ``fit_scope="batch"`` (released code): refit on every training mini-batch's detached argmax errors
+      inside ``loss`` (only while gradients are enabled, so validation losses do not refit).
+
+    ``n_components`` default 3: the paper models the errors with a *mixture*; the release uses 1 (set
+    ``n_components=1`` to reproduce it). The mask is the density ``/`` its maximum (peak 1), drawn in a
+    ``mask_size`` square (7, released) around each joint's integer peak, evaluated at each pixel's exact
+    offset from the joint (``mask_subpixel``; false = integer offsets from the peak, as released), and
+    multiplies the disc mask of the offset loss.
+    """
+
+    name = "cal_mgm"
+    description = "CAL + MGM: two stages; stage 2 weights the offset loss by a GMM of coarse argmax errors"
+
+    @dataclass(frozen=True)
+    class Options(CALMethod.Options):
+        """CAL options plus the MGM's."""
+
+        #: fraction of the epochs in stage 1 ("coarse", plain CAL); 0 = MGM from the start.
+        stage_split: float = 0.5
+        #: Gaussian components of the mixture (paper: a mixture; released: 1).
+        n_components: int = 3
+        #: scikit-learn covariance type: full (released), diag, spherical or tied.
+        covariance: str = "full"
+        #: "epoch": fit once over the training set at the start of stage 2; "batch": refit every mini-batch.
+        fit_scope: str = "epoch"
+        #: side of the square mask patch (odd, heatmap px); released 7.
+        mask_size: int = 7
+        #: errors measured from the sub-pixel joint (true) or from its integer peak (false, released).
+        mask_subpixel: bool = True
+        #: covariance regulariser added to the diagonal (heatmap px^2).
+        reg_covar: float = 1e-3
+        #: at most this many errors enter one fit (a seeded random subset).
+        max_fit_samples: int = 200_000
+        #: random seed of the EM initialisation and the subset.
+        seed: int = 0
+
+    def __init__(self, options: "CALMGMMethod.Options | None" = None, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
+        o = self.options
+        _check_choice(self.name, "fit_scope", o.fit_scope, FIT_SCOPES)
+        _check_choice(self.name, "covariance", o.covariance, COVARIANCE_TYPES)
+        if not 0.0 <= o.stage_split < 1.0:
+            raise ValueError(f"method {self.name!r}: option stage_split={o.stage_split!r} must be in [0, 1)")
+        if o.n_components < 1:
+            raise ValueError(f"method {self.name!r}: option n_components={o.n_components!r} must be >= 1")
+        if o.mask_size < 1 or o.mask_size % 2 == 0:
+            raise ValueError(f"method {self.name!r}: option mask_size={o.mask_size!r} must be a positive odd integer")
+        self._stage: str | None = None
+        self._active = False
+        self._mixture: Mixture2D | None = None
+        self._n_fits = 0
+        self._geometry: Geometry | None = None
+
+    # ------------------------------------------------------------------ stages
+    def stages(self) -> list[Stage]:
+        """``[coarse (stage_split), mgm (1 - stage_split)]``, or only ``mgm`` when the split is 0."""
+        split = float(self.options.stage_split)
+        if split <= 0.0:
+            return [Stage("mgm", 1.0)]
+        return [Stage("coarse", split), Stage("mgm", 1.0 - split)]
+
+    def begin_stage(self, stage: Stage, predict: PredictFn) -> dict[str, Any]:
+        """Stage ``mgm`` switches the mask on; with ``fit_scope="epoch"`` it fits the mixture over ``predict()``."""
+        self._stage = stage.name
+        self._active = stage.name == "mgm"
+        if not self._active:
+            return {"mgm": "off"}
+        if self.options.fit_scope == "batch":
+            return {"mgm": "on", "mgm_scope": "batch"}
+        chunks = [self._coarse_errors(outputs, targets, batch) for outputs, targets, batch in predict()]
+        errors = torch.cat(chunks) if chunks else torch.zeros(0, 2, dtype=torch.float64)
+        if errors.shape[0] < 2:
+            warnings.warn(f"cal_mgm: only {errors.shape[0]} coarse errors collected; the MGM stays off", stacklevel=2)
+            self._mixture = None
+            return {"mgm": "on", "mgm_scope": "epoch", "mgm_fitted": False, "mgm_n_samples": int(errors.shape[0])}
+        self._fit(errors)
+        return {"mgm": "on", "mgm_scope": "epoch", "mgm_fitted": True, **self._fit_facts()}
+
+    def _coarse_errors(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                       batch: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Coarse errors ``(M, 2)`` heatmap px (float64, CPU) of weighted joints whose centre is on the map."""
+        hm = outputs["heatmaps"].detach()
+        coarse = argmax_2d(hm)[0].to(torch.float64)
+        if "centres" in targets:
+            centres = targets["centres"].detach().to(torch.float64)
+            valid = targets["weight"] > 0
+        else:  # targets from elsewhere: rebuild the joints from the batch and the last geometry
+            if self._geometry is None or batch is None:
+                raise ValueError("cal_mgm: coarse errors need targets['centres'] or a batch after encode()")
+            centres = self._geometry.crop_to_heatmap.forward(batch["keypoints"].to(torch.float64))
+            valid = batch["visibility"] > 0
+        h, w = hm.shape[-2:]
+        inside = (centres[..., 0] >= -0.5) & (centres[..., 0] <= w - 0.5) & (centres[..., 1] >= -0.5) & (
+            centres[..., 1] <= h - 0.5)
+        ref = centres if self.options.mask_subpixel else round_half_up(centres)
+        err = coarse - ref
+        return err[valid & inside].cpu()
+
+    def _fit(self, errors: torch.Tensor) -> None:
+        o = self.options
+        self._mixture = fit_mixture(errors, o.n_components, o.covariance, o.seed, o.reg_covar, o.max_fit_samples)
+        self._n_fits += 1
+
+    def _fit_facts(self) -> dict[str, Any]:
+        m = self._mixture
+        if m is None:
+            return {}
+        return {"mgm_n_samples": m.n_samples, "mgm_weights": m.weights.tolist(), "mgm_means": m.means.tolist()}
+
+    # ------------------------------------------------------------------ codecs
+    def encode(self, keypoints: torch.Tensor, visibility: torch.Tensor, geometry: Geometry) -> dict[str, torch.Tensor]:
+        self._geometry = geometry
+        return super().encode(keypoints, visibility, geometry)
+
+    def offset_weighting(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The disc times the MGM when stage 2 is active (refit first when ``fit_scope="batch"`` and training)."""
+        disc = targets["offset_mask"]
+        if not self._active:
+            return disc
+        if self.options.fit_scope == "batch" and torch.is_grad_enabled():
+            errors = self._coarse_errors(outputs, targets)
+            if errors.shape[0] >= 2:
+                self._fit(errors)
+        if self._mixture is None:
+            return disc
+        h, w = disc.shape[-2:]
+        mgm = render_mask(self._mixture, targets["centres"].detach(), (w, h), self.options.mask_size,
+                          self.options.mask_subpixel)
+        return disc * mgm.to(disc.dtype)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def mixture(self) -> Mixture2D | None:
+        """The fitted mixture (heatmap px), or ``None`` before stage 2."""
+        return self._mixture
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stage flags and the fitted mixture as plain lists (``torch.load(weights_only=True)`` safe)."""
+        return {
+            "stage": self._stage,
+            "active": self._active,
+            "n_fits": self._n_fits,
+            "mixture": None if self._mixture is None else self._mixture.to_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._stage = state.get("stage")
+        self._active = bool(state.get("active", False))
+        self._n_fits = int(state.get("n_fits", 0))
+        mix = state.get("mixture")
+        self._mixture = None if mix is None else Mixture2D.from_dict(mix)
+
+    def artifacts(self) -> dict[str, Any]:
+        """``{"mgm": {...}}`` with the fitted mixture for ``lrpose plot offsets`` (empty before any fit)."""
+        m = self._mixture
+        if m is None:
+            return {}
+        return {
+            "mgm": {
+                "n_components": m.n_components,
+                "means": m.means.tolist(),
+                "covariances": m.covariances.tolist(),
+                "weights": m.weights.tolist(),
+                "scope": self.options.fit_scope,
+                "n_samples": m.n_samples,
+                "n_fits": self._n_fits,
+                "peak_density": m.peak_density,
+                "error_reference": "sub-pixel joint" if self.options.mask_subpixel else "integer peak",
+                "units": "heatmap px",
+            }
+        }
+
+    def summary(self) -> str:
+        o = self.options
+        return (f"{super().summary()} + MGM({o.n_components}-component {o.covariance} GMM, scope={o.fit_scope}, "
+                f"patch {o.mask_size}, stage split {o.stage_split:g})")
+
+
+__all__ = ["CALMethod", "CALMGMMethod", "TARGETS", "OFFSET_LOSSES", "FIT_SCOPES"]
