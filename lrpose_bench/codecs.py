@@ -93,9 +93,9 @@ def _axes(size: Size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 EXP_FLOOR = -60.0
 
 
-def _flushed_exp(arg: torch.Tensor) -> torch.Tensor:
-    """``exp(arg)`` with values below ``e^EXP_FLOOR`` set to exactly 0 (no denormals)."""
-    return torch.where(arg > EXP_FLOOR, torch.exp(arg.clamp_min(EXP_FLOOR)), torch.zeros((), dtype=arg.dtype, device=arg.device))
+def _flushed_exp(arg: torch.Tensor, floor: float = EXP_FLOOR) -> torch.Tensor:
+    """``exp(arg)`` with values below ``e^floor`` set to exactly 0 (no denormals)."""
+    return torch.where(arg > floor, torch.exp(arg.clamp_min(floor)), torch.zeros((), dtype=arg.dtype, device=arg.device))
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
@@ -126,13 +126,15 @@ def gaussian_heatmaps(
     xs, ys = _axes(size, c)
     dx = xs.view(1, 1, 1, -1) - c[..., 0, None, None]  # (B,K,1,w)
     dy = ys.view(1, 1, -1, 1) - c[..., 1, None, None]  # (B,K,h,1)
-    ax = (dx * dx) / (2.0 * sigma * sigma)  # small (B,K,1,w) / (B,K,h,1) terms; the window goes in here
-    ay = (dy * dy) / (2.0 * sigma * sigma)
+    # Separable: exp(-(ax+ay)) = exp(-ax) * exp(-ay), so only h+w exponentials per joint and one
+    # multiply per pixel. Each factor is flushed at e^(EXP_FLOOR/2), so products stay >= e^EXP_FLOOR.
+    gx = _flushed_exp(-(dx * dx) / (2.0 * sigma * sigma), EXP_FLOOR / 2)
+    gy = _flushed_exp(-(dy * dy) / (2.0 * sigma * sigma), EXP_FLOOR / 2)
     if window is not None:
-        far = torch.tensor(float("inf"), dtype=ax.dtype, device=ax.device)
-        ax = torch.where(dx.abs() <= window + 1e-6, ax, far)
-        ay = torch.where(dy.abs() <= window + 1e-6, ay, far)
-    return _flushed_exp(-(ax + ay))
+        gx = gx * (dx.abs() <= window + 1e-6).to(gx.dtype)
+        gy = gy * (dy.abs() <= window + 1e-6).to(gy.dtype)
+    out = gx * gy
+    return torch.where(out >= math.exp(EXP_FLOOR), out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
 def window_visible(centres: torch.Tensor, size: Size, window: float, rounded: bool = False) -> torch.Tensor:
