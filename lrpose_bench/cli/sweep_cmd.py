@@ -1,0 +1,298 @@
+"""``lrpose sweep``: run every run of an experiment file that has no record yet, then report it.
+
+Each run is a subprocess of the real CLI (``python -m lrpose_bench.cli.app run ...``) writing its record to
+``<out>/<experiment>/<run id>/record.json``; run ids are deterministic, so an interrupted sweep picks up
+where it stopped. ``--print-commands`` prints the same runs as shell lines for a cluster scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.markup import escape
+
+from lrpose_bench.cli.common import DATA_HELP, console, err_console, fail
+
+#: How a sweep starts one run: the real ``lrpose`` CLI in a fresh interpreter.
+RUN_PREFIX: tuple[str, ...] = ("-m", "lrpose_bench.cli.app", "run")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``lrpose sweep`` to ``app``."""
+    app.command("sweep", no_args_is_help=True)(sweep)
+
+
+def sweep(
+    experiment: str = typer.Argument(..., help="Experiment file (experiments/NAME.toml), or NAME to look in ./experiments/."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Run seeds 0..N-1 for every run (overrides the file)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Training profile for every run: quick | paper (overrides the file)."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Only runs of this method or run name (repeatable; commas allowed)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and what is already done; run nothing."),
+    print_commands: bool = typer.Option(
+        False,
+        "--print-commands",
+        help="Print one shell-quoted `lrpose run ...` line per run without a record (for a scheduler); run nothing.",
+    ),
+    out: Path = typer.Option(Path("results/runs"), "--out", help="Runs root: records go to OUT/<experiment>/<run id>/record.json."),
+    data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help="Device passed to every run (e.g. cpu, cuda, cuda:1)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the experiment's report (lrpose report) at the end."),
+    report_dir: Path = typer.Option(Path("results/tables"), "--report-dir", help="Folder the final report is written to."),
+    report_format: str = typer.Option("latex", "--report-format", help="Report format: latex | markdown | csv."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run (default: go on, list failures at the end)."),
+) -> None:
+    """Run an experiment file: every run without a record, then `lrpose report` for the experiment."""
+    from lrpose_bench.experiments import (
+        PROFILES,
+        ExperimentError,
+        check_only,
+        expand,
+        find_experiment,
+        load_experiment,
+    )
+
+    if profile is not None and profile not in PROFILES:
+        fail(escape(f"--profile {profile!r} is not one of: {', '.join(PROFILES)}"), 2)
+    only_list = [item.strip() for value in only or [] for item in value.split(",") if item.strip()]
+    try:
+        exp = load_experiment(find_experiment(experiment))
+        if only_list:
+            check_only(exp, only_list)
+    except ExperimentError as exc:
+        fail(escape(str(exc)))
+    runs = expand(exp, seeds=seeds, profile=profile, only=only_list or None)
+    if exp.dataset == "coco" and data is None and not dry_run:
+        fail(escape(f"{exp.path}: experiment {exp.name!r} uses dataset = 'coco': pass --data PATH (a COCO root)"))
+    data_arg = str(data.expanduser()) if data is not None else None
+    exp_dir = out.expanduser() / exp.name
+    statuses = _statuses(runs, exp_dir)
+
+    if print_commands:
+        pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
+        for run, status in pending:
+            args = run.run_args(exp_dir, data=data_arg, device=device, resume=status == "resume")
+            typer.echo(shlex.join(["lrpose", "run", *args]))
+        err_console.print(f"{len(pending)} of {len(runs)} runs of {exp.name} have no record yet.", highlight=False)
+        stale = [r.run_id for r, s in pending if s == "retry"]
+        if stale:
+            err_console.print(
+                f"warning: {len(stale)} run folder(s) hold neither a record nor a checkpoint ({', '.join(stale)}); "
+                f"lrpose run would write beside them: remove them from {exp_dir} first.",
+                highlight=False,
+            )
+        return
+
+    _print_plan(exp, runs, statuses, exp_dir, data_arg)
+    if dry_run:
+        return
+    try:
+        _preflight(exp, runs, statuses, data_arg)
+    except ExperimentError as exc:
+        fail(escape(str(exc)))
+    failures = _execute(exp, runs, statuses, exp_dir, data_arg, device, fail_fast)
+    if report:
+        _report(exp_dir, exp.name, report_format, report_dir)
+    if failures:
+        err_console.print(f"[bold red]{len(failures)} run(s) failed:[/]", highlight=False)
+        for run_id, log in failures:
+            err_console.print(f"  {run_id}: see {log}", highlight=False)
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------------
+def _statuses(runs: list[Any], exp_dir: Path) -> list[str]:
+    """Status of each run's folder; an existing record made with other settings stops the sweep."""
+    from lrpose_bench.experiments import record_conflict, run_status
+    from lrpose_bench.io import read_json
+
+    out: list[str] = []
+    for run in runs:
+        status = run_status(exp_dir / run.run_id)
+        if status == "done":
+            path = exp_dir / run.run_id / "record.json"
+            try:
+                why = record_conflict(run, read_json(path, "result record"))
+            except (ValueError, FileNotFoundError, AttributeError) as exc:
+                why = f"it cannot be read ({exc})"
+            if why:
+                fail(escape(f"{path} does not match run {run.run_id}: {why}; use another --out or remove that folder"))
+        out.append(status)
+    return out
+
+
+def _print_plan(exp: Any, runs: list[Any], statuses: list[str], exp_dir: Path, data: str | None) -> None:
+    """The plan: the runs as the file declares them (method + options), then one row per concrete run
+    (id = name-backbone-HxW-seed) with the published AP for that setting and its status."""
+    from rich.table import Table
+
+    console.print(f"[bold]{exp.name}[/]: {exp.title}", highlight=False)
+    if exp.paper_table:
+        console.print(f"reproduces: {exp.paper_table}", highlight=False)
+    specs = Table(title="runs", title_justify="left", expand=False)
+    specs.add_column("name", no_wrap=True)
+    specs.add_column("method", no_wrap=True)
+    specs.add_column("options", overflow="fold", min_width=20)
+    specs.add_column("backbone x res x seeds", overflow="fold", min_width=12)
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for run in runs:
+        groups.setdefault((run.name, run.method, run.describe_options()), []).append(run)
+    for (name, method, options), members in groups.items():
+        bbs = ",".join(dict.fromkeys(r.backbone or "(default)" for r in members))
+        ress = ",".join(dict.fromkeys(r.resolution for r in members))
+        nseeds = len(set(r.seed for r in members))
+        specs.add_row(name, method, options or "-", f"{bbs} x {ress} x {nseeds}")
+    console.print(specs)
+
+    table = Table(title="plan", title_justify="left", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("run id", overflow="fold", min_width=20)
+    table.add_column("paper AP", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    style = {"done": "green", "resume": "yellow", "retry": "red", "todo": ""}
+    paper = _paper_ap(runs, exp.dataset)
+    for i, (run, status) in enumerate(zip(runs, statuses), 1):
+        ap = f"{paper[run.run_id]:.1f}" if run.run_id in paper else ""
+        shown = f"[{style[status]}]{status}[/]" if style[status] else status
+        table.add_row(str(i), run.run_id, ap, shown)
+    console.print(table)
+    done = statuses.count("done")
+    profile = runs[0].profile if runs else exp.profile
+    console.print(
+        f"{len(runs)} runs: {done} done, {len(runs) - done} to run ({statuses.count('resume')} resume from a checkpoint, "
+        f"{statuses.count('retry')} retry a failed start); "
+        f"profile {profile or '(run default)'}; data {data or exp.dataset}; boxes {exp.boxes}; records in {exp_dir}",
+        highlight=False,
+    )
+
+
+def _preflight(exp: Any, runs: list[Any], statuses: list[str], data: str | None) -> None:
+    """Files every pending run needs (pretrained weights, detections, the data root) exist: else stop now."""
+    from lrpose_bench.experiments import ExperimentError
+
+    need: dict[str, str] = {}
+    for run, status in zip(runs, statuses):
+        if status == "done":
+            continue
+        args = run.run_args(".", data=data)
+        for flag, what in (("--pretrained", "pretrained weights"), ("--det-boxes", "detection results"), ("--sr-weights", "SR weights")):
+            if flag in args:
+                need.setdefault(args[args.index(flag) + 1], f"{what} of run {run.run_id}")
+    if data is not None:
+        need.setdefault(data, "--data root")
+    for path, what in need.items():
+        if not Path(path).expanduser().exists():
+            raise ExperimentError(f"{exp.path}: {what} not found: {path} (see experiments/README.md)")
+
+
+def _paper_ap(runs: list[Any], dataset: str) -> dict[str, float]:
+    """Published AP (percent) per run id, from results/paper through the report's matcher (if present)."""
+    try:
+        from lrpose_bench.report.paper import load_paper, match_paper
+    except ImportError:
+        return {}
+    try:
+        table = load_paper()
+    except ValueError:
+        return {}
+    name = "coco_val2017" if dataset == "coco" else dataset
+    out: dict[str, float] = {}
+    for run in runs:
+        row = match_paper(table, run.method, run.backbone or "", run.resolution, name)
+        if row is not None:
+            out[run.run_id] = float(row["AP"])
+    return out
+
+
+def _execute(
+    exp: Any, runs: list[Any], statuses: list[str], exp_dir: Path, data: str | None, device: str | None, fail_fast: bool
+) -> list[tuple[str, Path]]:
+    """Run each pending run as a subprocess of the real CLI; returns ``(run id, log)`` of failures."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from lrpose_bench.experiments import set_aside
+    from lrpose_bench.io import read_json
+
+    pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
+    failures: list[tuple[str, Path]] = []
+    if not pending:
+        console.print(f"Nothing to run: all {len(runs)} runs of {exp.name} have records.", highlight=False)
+        return failures
+    log_dir = exp_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    done_before = len(runs) - len(pending)
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(exp.name, total=len(runs), completed=done_before)
+        for run, status in pending:
+            progress.update(task, description=f"{exp.name}: {run.run_id}")
+            cmd = [sys.executable, *RUN_PREFIX, *run.run_args(exp_dir, data=data, device=device, resume=status == "resume")]
+            log = log_dir / f"{run.run_id}.log"
+            if status == "retry":
+                moved = set_aside(exp_dir / run.run_id)
+                progress.console.print(f"moved the folder of a failed attempt to {moved}", highlight=False)
+            start = time.monotonic()
+            try:
+                with open(log, "w", encoding="utf-8") as fh:
+                    fh.write("$ " + shlex.join(cmd) + "\n")
+                    fh.flush()
+                    rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+            except KeyboardInterrupt:
+                progress.stop()
+                err_console.print(f"interrupted during {run.run_id}; run the same command again to continue.", highlight=False)
+                raise typer.Exit(130) from None
+            seconds = time.monotonic() - start
+            record_path = exp_dir / run.run_id / "record.json"
+            progress.advance(task)
+            if rc != 0 or not record_path.is_file():
+                why = f"exit code {rc}" if rc != 0 else "no record written"
+                progress.console.print(f"[red]failed[/] {run.run_id} ({why}, {seconds:.0f} s); log: {log}", highlight=False)
+                progress.console.print(_tail(log), highlight=False, markup=False)
+                failures.append((run.run_id, log))
+                if fail_fast:
+                    break
+                continue
+            record = read_json(record_path, "result record")
+            tag = record.get("experiment")
+            if tag != exp.name:
+                progress.console.print(f"[yellow]warning[/]: {record_path} is tagged {tag!r}, not {exp.name!r}", highlight=False)
+            ap = record.get("stats", {}).get("AP")
+            ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "AP ?"
+            progress.console.print(f"[green]done[/] {run.run_id}: {ap_text} in {seconds:.0f} s", highlight=False)
+    return failures
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    """The last ``lines`` lines of a log, indented."""
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return "\n".join("    " + t for t in text)
+
+
+def _report(runs_dir: Path, experiment: str, fmt: str, out_dir: Path) -> None:
+    """``lrpose report`` for the experiment through helper E's Python API (skipped with a note if absent)."""
+    try:
+        from lrpose_bench.report import write_report  # type: ignore[attr-defined]
+    except ImportError:
+        console.print("note: lrpose report is not available (lrpose_bench.report.write_report); report skipped.", highlight=False)
+        return
+    try:
+        written = write_report(runs_dir, experiment, fmt, out_dir)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        err_console.print(f"[yellow]report not written[/]: {exc}", highlight=False)
+        return
+    where = ", ".join(str(p) for p in written) if isinstance(written, (list, tuple)) and written else str(written or out_dir)
+    console.print(f"report for {experiment} written: {where}", highlight=False)
