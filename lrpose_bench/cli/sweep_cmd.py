@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.markup import escape
 
 from lrpose_bench.cli.common import DATA_HELP, console, err_console, fail
 
@@ -59,17 +58,17 @@ def sweep(
     )
 
     if profile is not None and profile not in PROFILES:
-        fail(escape(f"--profile {profile!r} is not one of: {', '.join(PROFILES)}"), 2)
+        fail(f"--profile {profile!r} is not one of: {', '.join(PROFILES)}", 2)
     only_list = [item.strip() for value in only or [] for item in value.split(",") if item.strip()]
     try:
         exp = load_experiment(find_experiment(experiment))
         if only_list:
             check_only(exp, only_list)
     except ExperimentError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     runs = expand(exp, seeds=seeds, profile=profile, only=only_list or None)
     if exp.dataset == "coco" and data is None and not dry_run:
-        fail(escape(f"{exp.path}: experiment {exp.name!r} uses dataset = 'coco': pass --data PATH (a COCO root)"))
+        fail(f"{exp.path}: experiment {exp.name!r} uses dataset = 'coco': pass --data PATH (a COCO root)")
     data_arg = str(data.expanduser()) if data is not None else None
     exp_dir = out.expanduser() / exp.name
     statuses = _statuses(runs, exp_dir)
@@ -95,7 +94,7 @@ def sweep(
     try:
         _preflight(exp, runs, statuses, data_arg)
     except ExperimentError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     failures = _execute(exp, runs, statuses, exp_dir, data_arg, device, fail_fast)
     if report:
         _report(exp_dir, exp.name, report_format, report_dir)
@@ -122,7 +121,7 @@ def _statuses(runs: list[Any], exp_dir: Path) -> list[str]:
             except (ValueError, FileNotFoundError, AttributeError) as exc:
                 why = f"it cannot be read ({exc})"
             if why:
-                fail(escape(f"{path} does not match run {run.run_id}: {why}; use another --out or remove that folder"))
+                fail(f"{path} does not match run {run.run_id}: {why}; use another --out or remove that folder")
         out.append(status)
     return out
 
