@@ -1,0 +1,112 @@
+"""Backbone registry: names, descriptions, input-size rules, and :func:`build_backbone`.
+
+Every backbone maps ImageNet-normalised ``(B, 3, H, W)`` crops to stride-4 features
+``(B, out_channels, H/4, W/4)`` and carries ``out_channels``, ``name`` and ``input_size`` attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from lrpose_bench.models.hrnet import HRNet
+from lrpose_bench.models.resnet import SimpleBaseline
+from lrpose_bench.models.tiny import TinyPoseNet
+from lrpose_bench.models.weights import load_pretrained
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone; ``build`` receives the checked ``(width, height)`` input size."""
+
+    description: str
+    build: Callable[[str, tuple[int, int]], nn.Module]
+
+
+def _res(size: tuple[int, int]) -> str:
+    """``(w, h)`` -> the CLI's ``--res HxW`` spelling."""
+    return f"{size[1]}x{size[0]}"
+
+
+def _divides(size: tuple[int, int], multiple: int) -> bool:
+    return size[0] % multiple == 0 and size[1] % multiple == 0
+
+
+def _require(name: str, size: tuple[int, int], multiple: int, why: str) -> None:
+    if not _divides(size, multiple):
+        raise ValueError(f"--res {_res(size)}: backbone {name} needs both sides to be multiples of {multiple} ({why})")
+
+
+def _tiny(name: str, size: tuple[int, int]) -> nn.Module:
+    _require(name, size, TinyPoseNet.stride_multiple, "three stride-2 levels below stride 4 and exact 2x upsampling")
+    return TinyPoseNet()
+
+
+def _resnet(depth: int) -> Callable[[str, tuple[int, int]], nn.Module]:
+    def build(name: str, size: tuple[int, int]) -> nn.Module:
+        why = "the ResNet trunk reaches stride 32 and three deconvolutions return to stride 4"
+        _require(name, size, SimpleBaseline.stride_multiple, why)
+        return SimpleBaseline(depth)
+
+    return build
+
+
+def hrnet_branches(size: tuple[int, int]) -> int:
+    """Stage-4 branches HRNet can use at ``size = (w, h)``: 4 if the sides divide by 32, 3 if by 16, else 0."""
+    return 4 if _divides(size, 32) else 3 if _divides(size, 16) else 0
+
+
+def _hrnet(width: int) -> Callable[[str, tuple[int, int]], nn.Module]:
+    def build(name: str, size: tuple[int, int]) -> nn.Module:
+        branches = hrnet_branches(size)
+        if branches == 0:
+            why = "16 with 3 branches, 32 for the standard 4; the stride-2 branches must tile the input"
+            _require(name, size, 16, why)
+        if branches == 3:
+            logger.warning(
+                "%s at --res %s: the sides are not multiples of 32, so stage 4 uses 3 branches instead of 4 "
+                "(as the released CAL code does at 64x48)", name, _res(size),
+            )
+        return HRNet(width, num_branches=branches)
+
+    return build
+
+
+_SPECS: dict[str, BackboneSpec] = {
+    "tiny": BackboneSpec("small U-shaped CPU net (0.98 M params, 32 ch; sides multiple of 16)", _tiny),
+    "resnet50": BackboneSpec("SimpleBaseline: ResNet-50 + 3 deconvs (256 ch; sides multiple of 32)", _resnet(50)),
+    "resnet101": BackboneSpec("SimpleBaseline: ResNet-101 + 3 deconvs (256 ch; sides multiple of 32)", _resnet(101)),
+    "resnet152": BackboneSpec("SimpleBaseline: ResNet-152 + 3 deconvs (256 ch; sides multiple of 32)", _resnet(152)),
+    "hrnet_w32": BackboneSpec("HRNet-W32 (32 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet(32)),
+    "hrnet_w48": BackboneSpec("HRNet-W48 (48 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet(48)),
+}
+
+#: Backbone name -> one-line description.
+BACKBONES: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
+
+
+def build_backbone(name: str, input_size: tuple[int, int], pretrained: Path | str | None = None) -> nn.Module:
+    """Build backbone ``name`` for crops of ``input_size = (width, height)`` px, optionally loading
+    ``pretrained`` weights from a local file (see :func:`lrpose_bench.models.weights.load_pretrained`).
+
+    Raises ``KeyError`` for an unknown name (listing the valid ones) and ``ValueError`` naming ``--res``
+    and the required multiple when the sides do not suit the network. The returned module has
+    ``out_channels``, ``name``, ``input_size`` and, if weights were loaded, ``pretrained_report``.
+    """
+    if name not in _SPECS:
+        raise KeyError(f"unknown backbone {name!r}; valid backbones: {', '.join(_SPECS)}")
+    w, h = (int(v) for v in input_size)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--res {h}x{w}: both sides must be positive")
+    model = _SPECS[name].build(name, (w, h))
+    model.name = name
+    model.input_size = (w, h)
+    if pretrained is not None:
+        model.pretrained_report = load_pretrained(model, Path(pretrained), name)
+    return model

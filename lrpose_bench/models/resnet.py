@@ -1,0 +1,58 @@
+"""SimpleBaseline backbone (Xiao et al., ECCV 2018): a ResNet trunk and three deconvolutions.
+
+``(B,3,H,W)`` -> ResNet conv1..layer4 (stride 32, 2048 ch) -> 3 x [ConvTranspose 4x4 stride 2 (256 ch),
+BN, ReLU] -> ``(B,256,H/4,W/4)``. The trunk is torchvision's ResNet built with ``weights=None`` (never a
+download); its modules sit at the top level under torchvision's names (``conv1``, ``bn1``,
+``layer1``..``layer4``) so torchvision and timm ImageNet state dicts load by name (only ``fc.*`` is left
+over). The deconvolutions are named ``deconv_layers`` as in the official SimpleBaseline code and
+initialised like it (weights N(0, 0.001), BN 1/0).
+
+Input sides must be multiples of 32: the trunk halves five times (with padding) and the deconvolutions
+double exactly three times, so any other side would come back at the wrong size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+#: ResNet depth -> torchvision builder name.
+DEPTHS: dict[int, str] = {50: "resnet50", 101: "resnet101", 152: "resnet152"}
+
+
+class SimpleBaseline(nn.Module):
+    """ResNet-``depth`` trunk + three 256-channel deconvolutions: features at stride 4."""
+
+    stride_multiple = 32
+
+    def __init__(self, depth: int = 50, deconv_channels: int = 256, num_deconv: int = 3) -> None:
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"SimpleBaseline depth must be one of {sorted(DEPTHS)}, got {depth}")
+        trunk = getattr(torchvision.models, DEPTHS[depth])(weights=None)
+        self.depth = depth
+        self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
+        layers: list[nn.Module] = []
+        in_ch = trunk.fc.in_features
+        for _ in range(num_deconv):
+            layers += [
+                nn.ConvTranspose2d(in_ch, deconv_channels, kernel_size=4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(deconv_channels),
+                nn.ReLU(inplace=True),
+            ]
+            in_ch = deconv_channels
+        self.deconv_layers = nn.Sequential(*layers)
+        self.out_channels = deconv_channels
+        for m in self.deconv_layers.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                nn.init.normal_(m.weight, std=0.001)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.deconv_layers(x)
