@@ -25,6 +25,7 @@ def test_registry_lists_every_backbone() -> None:
     ("name", "size"),
     [
         ("tiny", (96, 128)),
+        ("tiny", (72, 96)),
         ("tiny", (48, 64)),
         ("resnet50", (96, 128)),
         ("resnet50", (64, 64)),
@@ -91,7 +92,7 @@ def test_official_hrnet_names_and_shapes() -> None:
 
 @pytest.mark.parametrize(
     ("name", "size", "multiple"),
-    [("resnet50", (48, 64), 32), ("hrnet_w32", (40, 64), 16), ("tiny", (40, 64), 16), ("resnet152", (96, 120), 32)],
+    [("resnet50", (48, 64), 32), ("hrnet_w32", (40, 64), 16), ("tiny", (42, 64), 4), ("resnet152", (96, 120), 32)],
 )
 def test_unsuitable_sizes_name_res_and_multiple(name: str, size: tuple[int, int], multiple: int) -> None:
     with pytest.raises(ValueError) as err:

@@ -44,7 +44,7 @@ def _require(name: str, size: tuple[int, int], multiple: int, why: str) -> None:
 
 
 def _tiny(name: str, size: tuple[int, int]) -> nn.Module:
-    _require(name, size, TinyPoseNet.stride_multiple, "three stride-2 levels below stride 4 and exact 2x upsampling")
+    _require(name, size, TinyPoseNet.stride_multiple, "output stride 4")
     return TinyPoseNet()
 
 

@@ -12,8 +12,9 @@ strides 8 and 16 through additive skips, in the spirit of a one-module HRNet:
 
 Defaults ``channels=(32, 64, 128)`` give 0.98 M parameters and 32 output channels; forward+backward
 runs at about 120-140 crops/s at 128x96, batch 32, on 2 CPU threads (measured, torch 2.14).
-Sides must be multiples of 16 (e.g. 128x96, 64x48). Upsampling is nearest-neighbour by exactly 2
-(no size arithmetic in ``forward``).
+Sides must be multiples of 4 (the output stride), so every resolution of the sweeps works (96x72
+included): a coarser level is upsampled (nearest) to the exact size of the finer one it is added to,
+which is an exact 2x when the sides are multiples of 16.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from lrpose_bench.models.hrnet import BasicBlock
 
@@ -32,16 +34,19 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 def up_proj(c_in: int, c_out: int) -> nn.Sequential:
-    """1x1 conv + BN, then nearest upsampling by 2: brings a coarser level onto the next finer one."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.Upsample(scale_factor=2.0, mode="nearest")
-    )
+    """1x1 conv + BN; :func:`upsample_to` then brings the coarser level onto the next finer one."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+
+
+def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Nearest upsampling of ``x`` to the spatial size of ``like``."""
+    return F.interpolate(x, size=like.shape[-2:], mode="nearest")
 
 
 class TinyPoseNet(nn.Module):
     """``(B,3,H,W)`` -> ``(B, channels[0], H/4, W/4)``; see the module docstring for the layout."""
 
-    stride_multiple = 16
+    stride_multiple = 4
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128)) -> None:
         super().__init__()
@@ -63,5 +68,5 @@ class TinyPoseNet(nn.Module):
         f4 = self.enc4(self.stem(x))
         f8 = self.enc8(f4)
         f16 = self.enc16(f8)
-        d8 = self.dec8(f8 + self.up16(f16))
-        return self.dec4(f4 + self.up8(d8))
+        d8 = self.dec8(f8 + upsample_to(self.up16(f16), f8))
+        return self.dec4(f4 + upsample_to(self.up8(d8), f4))
