@@ -21,7 +21,6 @@ from lrpose_bench.evaluation import (
     per_joint_errors,
     rescore,
 )
-from lrpose_bench.keypoints import OKS_SIGMAS
 from lrpose_bench.records import COCO_STAT_NAMES
 
 
