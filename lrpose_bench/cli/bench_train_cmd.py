@@ -1,0 +1,92 @@
+"""``lrpose bench train``: training throughput (images/s of forward + backward + step, targets included)
+and data-loading throughput, on the embedded dataset or ``--data``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lrpose_bench.cli.common import DATA_HELP, bench_app, console, parse_res, run_guarded
+
+
+def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on the shared bench group
+    """Add ``train`` to ``lrpose bench``."""
+
+    @bench_app.command("train")
+    def bench_train(
+        res: str = typer.Option("128x96", "--res", help="Input resolution HxW."),
+        backbone: str = typer.Option("tiny", "--backbone", help="Backbone to time."),
+        method: str = typer.Option("heatmap", "--method", help="Method whose head, targets and loss are timed."),
+        steps: int = typer.Option(20, "--steps", min=1, help="Timed training steps (after 2 warm-up steps)."),
+        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Batch size."),
+        workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes for the loading benchmark."),
+        data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+        amp: str = typer.Option("off", "--amp", help="off | bf16 | fp16."),
+    ) -> None:
+        """Print training images/s (on a fixed batch) and data-loading images/s (augmented crops)."""
+        size = parse_res(res)
+        run_guarded(_bench, size=size, res=res, backbone=backbone, method=method, steps=steps, batch_size=batch_size,
+                    workers=workers, data=data, device=device, amp=amp)  # fmt: skip
+
+
+def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps: int, batch_size: int, workers: int,
+           data: Path | None, device: str, amp: str) -> None:  # fmt: skip
+    import dataclasses
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lrpose_bench.data import resolve_dataset
+    from lrpose_bench.engine.config import make_config
+    from lrpose_bench.engine.env import configure_cpu_threads, device_description, resolve_device
+    from lrpose_bench.engine.runner import build_model, make_dataset, seed_everything
+    from lrpose_bench.engine.trainer import EpochBatchSampler, Trainer, batch_to_device
+    from lrpose_bench.method import build_method
+
+    dev = resolve_device(device)
+    configure_cpu_threads(dev, workers)
+    config = dataclasses.replace(make_config("quick"), batch_size=batch_size, workers=workers, amp=amp).validate()
+    spec = resolve_dataset(data, need_train=True)
+    m = build_method(method)
+    geometry = m.geometry(size)
+    seed_everything(0)
+    model = build_model(m, geometry, backbone, None)
+    dataset = make_dataset(spec.train_ann, spec.train_images, m, geometry, train=True, config=config, seed=0,
+                           lowres_protocol="direct")  # fmt: skip
+    trainer = Trainer(model, m, geometry, config, dev)
+
+    # Data loading: augmented crops per second through the real loader.
+    sampler = EpochBatchSampler(len(dataset), batch_size, seed=0)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+    n_batches = min(len(sampler), steps + 2)
+    it = iter(loader)
+    first = next(it)
+    t0, images = time.perf_counter(), 0
+    for _ in range(n_batches - 1):
+        images += int(next(it)["image"].shape[0])
+    load_rate = images / max(time.perf_counter() - t0, 1e-9)
+    del it
+
+    # Training: forward + backward + optimizer step on one fixed batch (targets encoded every step).
+    batch = batch_to_device(first, dev)
+    trainer.model.train()
+    for _ in range(2):
+        trainer.train_step(batch)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batch)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    train_rate = steps * int(batch["image"].shape[0]) / (time.perf_counter() - t0)
+    console.print(
+        f"{method} + {backbone} at {res}, batch {batch_size}, amp {amp}, on {device_description(dev)}:\n"
+        f"  training      {train_rate:8.1f} images/s (forward + backward + step, targets encoded on the device)\n"
+        f"  data loading  {load_rate:8.1f} images/s ({workers} workers, augmented crops)",
+        highlight=False,
+    )

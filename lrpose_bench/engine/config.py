@@ -1,0 +1,207 @@
+"""Training profiles: every hyper-parameter of a run in one dataclass, :class:`TrainConfig`.
+
+Two profiles ship:
+
+* ``paper``: the HRNet / SimpleBaseline / CAL recipe (Adam 1e-3, 210 epochs, lr x0.1 at epochs 170 and
+  200, batch 32 per GPU, flip p 0.5, rotation factor 45 deg with p 0.6, scale factor 0.35, half-body p 0.3).
+* ``quick``: a fixed compute budget for the ``tiny`` backbone on the embedded synthetic dataset on two
+  CPU cores: 10 epochs at 128x96 (about 4 minutes), scaled by pixel count to 40 epochs at 64x48, long
+  enough that offset codecs (UDP, CAL) separate from plain heatmaps.
+
+Any field can be overridden from the CLI with ``--hp key=value`` (typed by the field's default);
+``--epochs``, ``--lr``, ``--batch-size`` and ``--workers`` are shorthands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+#: ``--amp`` choices: full precision, bfloat16 autocast, float16 autocast with a gradient scaler.
+AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyper-parameter of a training + evaluation run (epochs count from 0; lr steps are epochs)."""
+
+    # ---- schedule
+    epochs: int = 210
+    batch_size: int = 32  # per process (per GPU under DDP)
+    lr: float = 1e-3  # base learning rate (not scaled by the number of processes)
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    lr_steps: tuple[int, ...] = (170, 200)  # epochs at which lr *= lr_factor
+    lr_factor: float = 0.1
+    warmup_steps: int = 0  # linear warmup over this many optimizer steps, from warmup_ratio * lr
+    warmup_ratio: float = 0.001
+    grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
+    # Fixed compute budget: > 0 means `epochs` and `lr_steps` are meant for crops of this many pixels and
+    # scale by reference_pixels / (w * h) at other resolutions (the quick profile: 64x48 gets 4x the
+    # epochs of 128x96). 0 = epochs as given. Set to 0 whenever --epochs or lr_steps are given explicitly.
+    reference_pixels: int = 0
+    # ---- data loading
+    workers: int = 4  # DataLoader worker processes per training process
+    eval_batch_size: int = 64
+    max_train_instances: int = 0  # 0 = all annotated persons of the training split
+    max_val_instances: int = 0  # 0 = all persons of the validation split
+    # ---- augmentation (training only; see lrpose_bench.data.AugmentConfig)
+    flip_prob: float = 0.5
+    scale_factor: float = 0.35  # box size x clip(N(1, sf), 1 - sf, 1 + sf)
+    rotation_factor: float = 45.0  # degrees: clip(N(0, rf), -2 rf, 2 rf) ...
+    rotation_prob: float = 0.6  # ... applied with this probability
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8  # half-body crop only with more labelled joints than this
+    half_body_padding: float = 1.5
+    # ---- evaluation
+    flip_test: bool = True
+    oks_nms_threshold: float = 0.9
+    det_score_threshold: float = 0.0  # drop detected boxes below this score (detected-box setting only)
+    # ---- speed
+    amp: str = "off"  # off | bf16 | fp16 (CUDA)
+    channels_last: bool = False  # NHWC memory format on CUDA
+    compile: bool = False  # torch.compile the model
+    cpu_threads: int = 0  # torch threads on a CPU device; 0 = $OMP_NUM_THREADS if set, else cores - workers
+    # ---- logging
+    log_every: int = 20  # progress bar refresh period in steps
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError`` naming the field for values that cannot work; returns ``self``."""
+        if self.epochs < 1:
+            raise ValueError(f"hyper-parameter epochs={self.epochs}: must be >= 1")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError(f"hyper-parameter batch_size={self.batch_size}/eval_batch_size={self.eval_batch_size}: must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"hyper-parameter lr={self.lr}: must be > 0")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"hyper-parameter amp={self.amp!r}: choose one of {', '.join(AMP_MODES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"hyper-parameter optimizer={self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.workers < 0:
+            raise ValueError(f"hyper-parameter workers={self.workers}: must be >= 0")
+        if list(self.lr_steps) != sorted(self.lr_steps):
+            raise ValueError(f"hyper-parameter lr_steps={self.lr_steps}: must be increasing")
+        return self
+
+    def for_resolution(self, crop_size: tuple[int, int]) -> "TrainConfig":
+        """The effective config at ``crop_size = (w, h)``: epochs and lr steps scaled by the pixel budget
+        (see ``reference_pixels``); unchanged when ``reference_pixels`` is 0."""
+        if self.reference_pixels <= 0:
+            return self
+        factor = self.reference_pixels / float(crop_size[0] * crop_size[1])
+        epochs = max(1, int(math.floor(self.epochs * factor + 0.5)))
+        steps = tuple(min(epochs, max(1, int(math.floor(s * factor + 0.5)))) for s in self.lr_steps)
+        return dataclasses.replace(self, epochs=epochs, lr_steps=steps)
+
+    def lr_at(self, epoch: int, step: int) -> float:
+        """Learning rate for ``epoch`` (0-based) and global optimizer ``step`` (0-based): steps + warmup."""
+        lr = self.lr * self.lr_factor ** sum(1 for s in self.lr_steps if epoch >= s)
+        if self.warmup_steps > 0 and step < self.warmup_steps:
+            alpha = step / self.warmup_steps
+            lr *= self.warmup_ratio + (1.0 - self.warmup_ratio) * alpha
+        return lr
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown hyper-parameter(s) {unknown}; valid: {', '.join(sorted(names))}")
+        typed = {k: tuple(v) if isinstance(getattr(cls(), k), tuple) else v for k, v in data.items()}
+        return cls(**typed)
+
+
+PROFILES: dict[str, TrainConfig] = {
+    "paper": TrainConfig(),
+    # Embedded data, tiny backbone, two CPU cores: a few minutes end to end (see module docstring).
+    "quick": TrainConfig(
+        epochs=10,  # at 128x96; 40 at 64x48 (reference_pixels)
+        batch_size=32,
+        lr=2e-3,
+        lr_steps=(8,),
+        reference_pixels=128 * 96,
+        warmup_steps=20,
+        workers=1,  # one loader process + one training thread fill two cores (see env.configure_cpu_threads)
+        eval_batch_size=64,
+        rotation_factor=30.0,
+        rotation_prob=0.5,
+        scale_factor=0.25,
+        half_body_prob=0.0,
+        log_every=5,
+    ),
+}
+
+
+def profile_config(name: str) -> TrainConfig:
+    """The :class:`TrainConfig` of profile ``name``; an error listing the profiles otherwise."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def parse_hparam(key: str, text: str) -> Any:
+    """Type ``--hp key=text`` by the default value of :class:`TrainConfig` field ``key``."""
+    defaults = TrainConfig()
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    if key not in names:
+        raise ValueError(f"unknown hyper-parameter {key!r} in --hp; valid keys: {', '.join(names)}")
+    default = getattr(defaults, key)
+    text = text.strip()
+    try:
+        if isinstance(default, bool):
+            low = text.lower()
+            if low not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+                raise ValueError
+            return low in {"true", "1", "yes", "on"}
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple):
+            return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        kind = "a comma-separated list of integers" if isinstance(default, tuple) else type(default).__name__
+        raise ValueError(f"--hp {key}={text!r}: expected {kind}") from None
+    return text
+
+
+def make_config(profile: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Profile ``profile`` with ``overrides`` (typed values, or text parsed by :func:`parse_hparam`)."""
+    base = profile_config(profile)
+    typed = {k: parse_hparam(k, v) if isinstance(v, str) else v for k, v in (overrides or {}).items()}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(typed) - names)
+    if unknown:
+        raise ValueError(f"unknown hyper-parameter(s) {unknown}; valid keys: {', '.join(sorted(names))}")
+    return dataclasses.replace(base, **typed).validate()
+
+
+#: TrainConfig fields that configure training augmentation.
+AUGMENT_FIELDS: tuple[str, ...] = (
+    "flip_prob",
+    "scale_factor",
+    "rotation_factor",
+    "rotation_prob",
+    "half_body_prob",
+    "half_body_min_joints",
+    "half_body_padding",
+)
+
+__all__ = [
+    "AMP_MODES",
+    "AUGMENT_FIELDS",
+    "PROFILES",
+    "TrainConfig",
+    "make_config",
+    "parse_hparam",
+    "profile_config",
+]
