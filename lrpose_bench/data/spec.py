@@ -48,10 +48,15 @@ def default_cache_dir() -> Path:
 
 
 def embedded_dir(cache_dir: Path | None = None) -> Path:
-    """Folder of the embedded default dataset inside the cache."""
-    from lrpose_bench.data.synth import GENERATOR_VERSION
+    """Folder of the embedded default dataset inside the cache.
 
-    return (cache_dir or default_cache_dir()) / f"embedded-v{GENERATOR_VERSION}-s{EMBEDDED_SEED}"
+    The name carries everything that decides its content (generator version, split sizes, seed), so a
+    cache made by another version of the generator is never mistaken for the current one.
+    """
+    from lrpose_bench.data.synth import DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, GENERATOR_VERSION
+
+    name = f"embedded-v{GENERATOR_VERSION}-{DEFAULT_TRAIN_IMAGES}x{DEFAULT_VAL_IMAGES}-s{EMBEDDED_SEED}"
+    return (cache_dir or default_cache_dir()) / name
 
 
 def ensure_embedded(
