@@ -100,6 +100,15 @@ class PoseMethod:
             crop_to_heatmap=input_to_heatmap((w, h), hm, self.unbiased),
         )
 
+    def train_geometry(self, resolution: tuple[int, int]) -> Geometry:
+        """Sizes used in *training*; default: the same as :meth:`geometry` (evaluation).
+
+        A method may train on other crops than it is evaluated on: SR + heatmap's paper baseline trains the
+        heatmap model on real high-resolution crops and puts the SR front end in front only at test time.
+        The model is the same, so ``model_input_size`` and ``heatmap_size`` must agree with :meth:`geometry`.
+        """
+        return self.geometry(resolution)
+
     def stages(self) -> list[Stage]:
         """Training stages in order; most methods train in one stage."""
         return [Stage("main", 1.0)]

@@ -45,6 +45,10 @@ class SRHeatmapMethod(HeatmapMethod):
             if present, else an error saying how to get weights.
         sr_param_key: state-dict entry of a basicsr checkpoint; "" = params_ema if present, else params.
         finetune: train the front end with the pose loss (default: frozen, in eval mode throughout).
+        train_on: what the heatmap model trains on. "highres" (default; the paper's baseline): real
+            high-resolution crops at the model input size, with the SR front end used only at test time on
+            low-res crops. "sr": low-res crops super-resolved by the (frozen or fine-tuned) front end, so
+            training sees SR artefacts too; required by finetune.
         """
 
         sr: str = "bicubic"
@@ -52,6 +56,7 @@ class SRHeatmapMethod(HeatmapMethod):
         sr_weights: str = ""
         sr_param_key: str = ""
         finetune: bool = False
+        train_on: str = "highres"
 
     def __init__(self, options: SRHeatmapMethod.Options | None = None, **overrides: Any) -> None:
         super().__init__(options, **overrides)
@@ -60,6 +65,10 @@ class SRHeatmapMethod(HeatmapMethod):
             raise ValueError(f"SR model {arch.name!r} supports sr_scale {arch.scales}, got {self.options.sr_scale}")
         if self.options.finetune and not arch.learned:
             raise ValueError(f"finetune=true needs a learned SR model; {arch.name!r} has no weights")
+        if self.options.train_on not in ("highres", "sr"):
+            raise ValueError(f"method {self.name!r}: option train_on={self.options.train_on!r} must be highres or sr")
+        if self.options.finetune and self.options.train_on != "sr":
+            raise ValueError("finetune=true trains the front end, so it needs train_on=sr")
         self._front_info: dict[str, Any] = {}
 
     def geometry(self, resolution: tuple[int, int]) -> Geometry:
@@ -80,6 +89,15 @@ class SRHeatmapMethod(HeatmapMethod):
             crop_to_heatmap=upsample_map((w, h), s).then(input_to_heatmap(big, hm, self.unbiased)),
         )
 
+    def train_geometry(self, resolution: tuple[int, int]) -> Geometry:
+        """``train_on=highres``: real crops at the model input size; ``sr``: the low-res crops of :meth:`geometry`."""
+        low = self.geometry(resolution)
+        if self.options.train_on == "sr":
+            return low
+        big, hm = low.model_input_size, low.heatmap_size
+        return Geometry(crop_size=big, model_input_size=big, heatmap_size=hm,
+                        crop_to_heatmap=input_to_heatmap(big, hm, self.unbiased))  # fmt: skip
+
     def build_front(self, geometry: Geometry) -> nn.Module:
         """The SR front end with its weights (normalised low-res crop -> normalised model-input crop)."""
         from lrpose_bench.sr.front import build_sr_front
@@ -89,6 +107,7 @@ class SRHeatmapMethod(HeatmapMethod):
         if tuple(geometry.model_input_size) != expected:
             raise ValueError(f"geometry model input {geometry.model_input_size} is not crop {geometry.crop_size} x {o.sr_scale}")
         front, info = build_sr_front(o.sr, o.sr_scale, o.sr_weights or None, o.finetune, o.sr_param_key or None)
+        front.output_size = expected  # real high-res crops (train_on=highres) pass through
         self._front_info = {**info, "frozen": front.frozen, "crop_size": list(geometry.crop_size),
                             "output_size": list(expected)}
         return front

@@ -79,7 +79,7 @@ def test_learned_front_needs_weights_and_loads_them(tmp_path: Path, monkeypatch:
         m.build_front(m.geometry((24, 32)))
     path = save_sr_weights(tmp_path / "w.pth", build_sr("srresnet", 2, TINY_SRRESNET), "srresnet", 2, TINY_SRRESNET)
     for finetune in (False, True):
-        m = build_method("sr_heatmap", {"sr": "srresnet", "sr_weights": str(path), "finetune": finetune})
+        m = build_method("sr_heatmap", {"sr": "srresnet", "sr_weights": str(path), "finetune": finetune, "train_on": "sr"})
         front = m.build_front(m.geometry((24, 32))).train()
         assert front.net.training is finetune
         assert all(p.requires_grad is finetune for p in front.parameters())
@@ -120,3 +120,26 @@ def test_sr_train_then_run_end_to_end(tiny_embedded: Path, tmp_path: Path) -> No
     assert record["cost"]["front"]["params"] == sum(p.numel() for p in net.parameters())
     front = json.loads((run_dir / "method.json").read_text())["sr_front"]
     assert front["weights_sha256"] == info["weights_sha256"] and front["frozen"] is True
+
+
+def test_train_on_highres_trains_on_real_crops_and_super_resolves_only_at_test() -> None:
+    """The paper's baseline: training crops are real high-res crops; the front passes them through."""
+    import torch
+
+    from lrpose_bench.method import build_method
+
+    method = build_method("sr_heatmap", {"sr_scale": "2"})
+    low, high = method.geometry((48, 64)), method.train_geometry((48, 64))
+    assert low.crop_size == (48, 64) and high.crop_size == (96, 128)
+    assert high.model_input_size == low.model_input_size == (96, 128)
+    assert high.heatmap_size == low.heatmap_size == (24, 32)
+    # a keypoint at high-res crop px x maps to heatmap px x/4 (biased), and the same image point at
+    # low-res crop px (x + 0.5)/2 - 0.5 lands on the same heatmap px
+    x = torch.tensor([[[41.0, 17.0]]])
+    assert torch.allclose(high.crop_to_heatmap.forward(x), low.crop_to_heatmap.forward((x + 0.5) / 2 - 0.5))
+    front = method.build_front(low)
+    real = torch.randn(2, 3, 128, 96)
+    assert front(real) is real  # a real high-res crop passes through
+    assert front(torch.randn(2, 3, 64, 48)).shape == (2, 3, 128, 96)  # low-res crops are super-resolved
+    with pytest.raises(ValueError, match="train_on"):
+        build_method("sr_heatmap", {"train_on": "lowres"})

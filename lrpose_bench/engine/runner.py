@@ -220,7 +220,8 @@ def _run(
     profile = resolve_profile(spec)
     backbone = resolve_backbone(spec, profile)
     method = build_method(spec.method, spec.options)
-    geometry = method.geometry(res)
+    geometry = method.geometry(res)  # evaluation sizes
+    train_geometry = method.train_geometry(res)  # training sizes (the same for most methods)
     config = effective_config(profile, spec.hparams, geometry.crop_size)
     if config.amp == "fp16" and device.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on the CPU")
@@ -241,14 +242,14 @@ def _run(
 
     seed_everything(spec.seed)  # same initial weights on every rank (DDP also broadcasts them)
     model = build_model(method, geometry, backbone, spec.pretrained)
-    train_set = make_dataset(data.train_ann, data.train_images, method, geometry, train=True, config=config,
+    train_set = make_dataset(data.train_ann, data.train_images, method, train_geometry, train=True, config=config,
                              seed=spec.seed, lowres_protocol=spec.lowres_protocol)  # fmt: skip
-    predict_set = make_dataset(data.train_ann, data.train_images, method, geometry, train=True, augment=False,
+    predict_set = make_dataset(data.train_ann, data.train_images, method, train_geometry, train=True, augment=False,
                                config=config, seed=spec.seed, lowres_protocol=spec.lowres_protocol)  # fmt: skip
     val_set = make_dataset(data.val_ann, data.val_images, method, geometry, train=False, config=config, seed=spec.seed,
                            lowres_protocol=spec.lowres_protocol, det_file=spec.det_boxes)  # fmt: skip
     run_meta = spec.to_dict() | {"hparams": config.to_dict(), "num_keypoints": NUM_KEYPOINTS}
-    trainer = Trainer(model, method, geometry, config, device, seed=spec.seed, run_dir=run_dir, run_meta=run_meta,
+    trainer = Trainer(model, method, train_geometry, config, device, seed=spec.seed, run_dir=run_dir, run_meta=run_meta,
                       dist_info=dist_info, console=console, on_step=on_step)  # fmt: skip
     if spec.resume:
         ckpt = load_checkpoint(checkpoint_path(run_dir), map_location=device)

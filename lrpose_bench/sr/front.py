@@ -24,11 +24,14 @@ from lrpose_bench.sr.weights import load_sr_network, resolve_weights
 class SRFront(nn.Module):
     """``(B, 3, h, w)`` normalised low-res crop (crop px) -> ``(B, 3, h*s, w*s)`` normalised SR crop."""
 
-    def __init__(self, net: nn.Module, scale: int, frozen: bool = True) -> None:
+    def __init__(self, net: nn.Module, scale: int, frozen: bool = True, output_size: Sequence[int] | None = None) -> None:
         super().__init__()
         self.net = net
         self.scale = int(scale)
         self.frozen = bool(frozen)
+        #: ``(w, h)`` of the model input; a crop already that large passes through unchanged (SR + heatmap's
+        #: paper baseline trains on real high-res crops and super-resolves only low-res test crops).
+        self.output_size = tuple(int(v) for v in output_size) if output_size is not None else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if self.frozen:
@@ -51,6 +54,8 @@ class SRFront(nn.Module):
         return self.net(rgb).clamp(0.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.output_size is not None and (x.shape[-1], x.shape[-2]) == self.output_size:
+            return x  # already a high-res crop
         mean, std = self.mean.to(x.dtype), self.std.to(x.dtype)
         sr = self.super_resolve(x * std + mean)
         return (sr.to(x.dtype) - mean) / std
