@@ -87,12 +87,18 @@ class CALMethod(PoseMethod):
         offset_loss_weight: float = 0.7
         #: offset loss: "l1" (released), "smooth_l1" (beta 1, in normalised offset units) or "l2".
         offset_loss: str = "l1"
+        #: how the offset loss is averaged: "pixels" (over every heatmap pixel and joint, the reduction of
+        #: HRNet-style criteria and of UDP's combined loss, which keeps the heatmap and offset terms on
+        #: one scale) or "mask" (over the masked pixels only, DEKR-style; makes the offset term ~100x the
+        #: heatmap MSE, which starves the heatmap in short schedules).
+        offset_reduction: str = "pixels"
 
     def __init__(self, options: "CALMethod.Options | None" = None, **overrides: Any) -> None:
         super().__init__(options, **overrides)
         o = self.options
         _check_choice(self.name, "target", o.target, TARGETS)
         _check_choice(self.name, "offset_loss", o.offset_loss, OFFSET_LOSSES)
+        _check_choice(self.name, "offset_reduction", o.offset_reduction, ("pixels", "mask"))
         for key in ("radius", "offset_normaliser"):
             if getattr(o, key) <= 0:
                 raise ValueError(f"method {self.name!r}: option {key}={getattr(o, key)!r} must be > 0")
@@ -164,7 +170,11 @@ class CALMethod(PoseMethod):
             err = F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none", beta=1.0)
         else:
             err = diff * diff
-        off_loss = (err * mask[:, :, None]).sum() / (2.0 * mask.sum()).clamp_min(1e-6)
+        weighted = err * mask[:, :, None]
+        if o.offset_reduction == "mask":
+            off_loss = weighted.sum() / (2.0 * mask.sum()).clamp_min(1e-6)
+        else:
+            off_loss = weighted.mean()
         total = o.heatmap_loss_weight * hm_loss + o.offset_loss_weight * off_loss
         return {"total": total, "heatmap": hm_loss.detach(), "offset": off_loss.detach()}
 

@@ -10,9 +10,9 @@ decode take and return low-res crop px and the rest of the pipeline never sees t
 Front ends (``sr``): ``bicubic`` (default: needs no weights, so every run works offline), ``srresnet``,
 ``esrgan``, ``edsr``, ``spsr`` (:mod:`lrpose_bench.sr.archs`). The learned ones load ``sr_weights``
 (from ``lrpose sr train`` or an official basicsr ``.pth``); frozen unless ``finetune``.
-The pose model is trained on super-resolved low-res crops (the front sees the same kind of input in
-training and test). The paper's variant, a pose model trained on real high-res crops with SR only at
-test time, needs high-res training crops from the data pipeline, which this contract does not express.
+By default (``train_on=highres``, the paper's baseline) the heatmap model trains on real high-res crops
+(:meth:`SRHeatmapMethod.train_geometry`) and the front end super-resolves only the low-res test crops;
+``train_on=sr`` trains on super-resolved low-res crops instead (and is what ``finetune`` needs).
 """
 
 from __future__ import annotations

@@ -114,12 +114,16 @@ def test_loss_is_masked_by_the_disc() -> None:
     assert loss["offset"].item() == 0.0 and loss["total"].item() == 0.0
     out["offsets"][0, 0, 0, 8, 5] += 0.3  # inside the disc
     n_active = t["offset_mask"][0, 0].sum().item()
-    assert m.loss(out, t)["offset"].item() == pytest.approx(0.3 / (2 * n_active))
+    # default reduction: the mean over every (joint, x/y, pixel) entry: B=1, K=2, 2 channels, 16x12 px
+    off_expected = 0.3 / (2 * 2 * 16 * 12)
+    assert m.loss(out, t)["offset"].item() == pytest.approx(off_expected)
+    masked = build_method("cal", {"radius": 2.0, "sigma": 1.0, "offset_reduction": "mask"})
+    assert masked.loss(out, t)["offset"].item() == pytest.approx(0.3 / (2 * n_active))
     out["heatmaps"][0, 0, 0, 0] += 0.5
     loss = m.loss(out, t)
     hm_expected = 0.25 / (2 * 16 * 12)
     assert loss["heatmap"].item() == pytest.approx(hm_expected)
-    assert loss["total"].item() == pytest.approx(0.5 * hm_expected + 0.7 * 0.3 / (2 * n_active))
+    assert loss["total"].item() == pytest.approx(0.5 * hm_expected + 0.7 * off_expected)
 
 
 def test_bad_options_are_clear() -> None:
@@ -174,7 +178,7 @@ def test_mgm_stages_fit_and_loss() -> None:
     assert torch.allclose(m.offset_weighting(out, t), weight)
     pred = {k: v.clone() for k, v in t.items()}
     pred["offsets"][0, 0, 0] += 0.3  # every pixel of one joint's x offsets
-    expected = 0.3 * weight[0, 0].sum() / (2 * weight.sum())
+    expected = 0.3 * weight[0, 0].sum() / (2 * weight.numel())  # mean over every (joint, x/y, pixel)
     assert m.loss(pred, t)["offset"].item() == pytest.approx(expected.item(), rel=1e-9)
     art = m.artifacts()["mgm"]
     assert art["n_components"] == 1 and art["units"] == "heatmap px" and art["scope"] == "epoch"

@@ -53,11 +53,12 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     spec = resolve_dataset(data, need_train=True)
     m = build_method(method)
     geometry = m.geometry(size)
+    train_geometry = m.train_geometry(size)  # what `lrpose run` trains on
     seed_everything(0)
     model = build_model(m, geometry, backbone, None)
-    dataset = make_dataset(spec.train_ann, spec.train_images, m, geometry, train=True, config=config, seed=0,
+    dataset = make_dataset(spec.train_ann, spec.train_images, m, train_geometry, train=True, config=config, seed=0,
                            lowres_protocol="direct")  # fmt: skip
-    trainer = Trainer(model, m, geometry, config, dev)
+    trainer = Trainer(model, m, train_geometry, config, dev)
 
     # Data loading: augmented crops per second through the real loader.
     sampler = EpochBatchSampler(len(dataset), batch_size, seed=0)

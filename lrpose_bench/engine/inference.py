@@ -65,13 +65,15 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict_outputs(model: nn.Module, method: PoseMethod, x: torch.Tensor, flip: bool) -> dict[str, torch.Tensor]:
-    """Model outputs for normalised crops ``x``, merged with the flip test when ``flip``."""
+def predict_outputs(
+    model: nn.Module, method: PoseMethod, x: torch.Tensor, flip: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Outputs for normalised crops ``x``: ``(single pass, merged with the flip test when flip)``."""
     outputs = _as_float(model(x))
     if not flip:
-        return outputs
+        return outputs, outputs
     flipped = _as_float(model(torch.flip(x, dims=[-1])))
-    return method.merge_flip(outputs, method.flip_back(flipped, FLIP_INDEX))
+    return outputs, method.merge_flip(outputs, method.flip_back(flipped, FLIP_INDEX))
 
 
 @torch.no_grad()
@@ -108,11 +110,12 @@ def predict_dataset(
         for batch in loader:
             batch = batch_to_device(batch, device)
             with autocast_context(device, amp):
-                outputs = predict_outputs(model, method, model_inputs(batch, channels_last), flip)
+                single, outputs = predict_outputs(model, method, model_inputs(batch, channels_last), flip)
             outputs = _as_float(outputs)
             coords, scores = method.decode(outputs, geometry)
             image_xy = apply_affine(coords.double(), batch["crop_to_image"].double())
-            coarse = method.coarse(outputs, geometry)
+            # Coarse errors from the single (unflipped) pass: what the MGM is fitted on in training.
+            coarse = method.coarse(_as_float(single), geometry)
             errors = valid = None
             if coarse is not None:
                 gt_hm = geometry.crop_to_heatmap.forward(batch["keypoints"].double())
@@ -124,7 +127,8 @@ def predict_dataset(
                     coords=image_xy.cpu().numpy(),
                     scores=scores.float().cpu().numpy(),
                     box_scores=batch["box_score"].double().cpu().numpy(),
-                    areas=batch["area"].double().cpu().numpy(),
+                    # OKS-NMS area: the padded crop box, HRNet's/MMPose's np.prod(s*200) (not the GT area)
+                    areas=batch["scale"].double().prod(-1).cpu().numpy(),
                     gt=batch["gt_keypoints"].double().cpu().numpy(),
                     ok=batch["ok"].bool().cpu().numpy(),
                     coarse_errors=errors,

@@ -375,10 +375,10 @@ class Trainer:
         schedule = stage_schedule(self.method.stages(), cfg.epochs)
         sampler = EpochBatchSampler(len(train_set), cfg.batch_size, self.seed, self.dist.rank, self.dist.world_size)
         self.train_model.train()
-        for index, (stage, first, end) in enumerate(schedule):
+        for stage, first, end in schedule:
             if end <= s.epoch or first == end:
                 continue
-            if index >= len(s.stage_facts):  # stage not begun yet (fresh, or resumed at its boundary)
+            if stage.name not in {f["stage"] for f in s.stage_facts}:  # not begun yet (fresh, or resumed at its boundary)
                 D.broadcast_buffers(self.model)  # every rank predicts with rank 0's BN statistics
                 facts = self.method.begin_stage(stage, self.predict_fn(predict_set)) or {}
                 s.stage_facts.append({"stage": stage.name, "first_epoch": first, "epochs": end - first, "facts": facts})
