@@ -43,13 +43,7 @@ def _root(
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as _exc:  # a command module not written yet
-        if _exc.name != _name:
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(_name).register(app)
 
 from lrpose_bench.cli.common import bench_app  # noqa: E402  (filled by the modules above)
 
