@@ -288,6 +288,28 @@ def gaussian_kernel_1d(kernel: int, sigma: float = 0.0, dtype: torch.dtype = tor
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+def _blur_matrix(n: int, g: torch.Tensor, padding: str) -> torch.Tensor:
+    """``(n, n)`` matrix ``M`` with ``(M @ v)[i] = sum_t g[t] * v[i + t - pad]`` along one axis of length ``n``.
+
+    Out-of-range taps read zero (``"zeros"``) or the mirrored index without repeating the border
+    (``"reflect"``, OpenCV's ``BORDER_REFLECT_101``).
+    """
+    k = g.numel()
+    pad = (k - 1) // 2
+    i = torch.arange(n, device=g.device)[:, None]
+    j = i + torch.arange(k, device=g.device)[None, :] - pad  # (n, k) source index of each tap
+    if padding == "reflect":
+        j = j.abs()
+        j = torch.where(j > n - 1, 2 * (n - 1) - j, j)
+        valid = torch.ones_like(j, dtype=torch.bool)
+    else:
+        valid = (j >= 0) & (j < n)
+    m = torch.zeros(n, n, dtype=g.dtype, device=g.device)
+    taps = g.expand(n, k) * valid.to(g.dtype)
+    m.scatter_add_(1, j.clamp(0, n - 1), taps)
+    return m
+
+
 def gaussian_blur(heatmaps: torch.Tensor, kernel: int, keep_max: bool = True, padding: str = "zeros") -> torch.Tensor:
     """DarkPose's distribution modulation: blur each map, zero padding, optionally restore its maximum.
 
@@ -300,21 +322,18 @@ def gaussian_blur(heatmaps: torch.Tensor, kernel: int, keep_max: bool = True, pa
     """
     if kernel == 1:
         return heatmaps
+    if padding not in ("zeros", "reflect"):
+        raise ValueError(f"blur padding must be 'zeros' or 'reflect', got {padding!r}")
     shape = heatmaps.shape
     h, w = shape[-2:]
-    x = heatmaps.reshape(-1, 1, h, w)
-    g = gaussian_kernel_1d(kernel, dtype=x.dtype, device=x.device)
     pad = (kernel - 1) // 2
-    if padding == "zeros":
-        x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, pad))
-        x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(pad, 0))
-    elif padding == "reflect":
-        if pad >= min(h, w):
-            raise ValueError(f"blur kernel {kernel} is too large for reflect padding of a {h}x{w} map")
-        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
-        x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), g.view(1, 1, -1, 1))
-    else:
-        raise ValueError(f"blur padding must be 'zeros' or 'reflect', got {padding!r}")
+    if padding == "reflect" and pad >= min(h, w):
+        raise ValueError(f"blur kernel {kernel} is too large for reflect padding of a {h}x{w} map")
+    g = gaussian_kernel_1d(kernel, dtype=heatmaps.dtype, device=heatmaps.device)
+    # The separable blur as two small matrix products (padding folded into the matrices): far faster
+    # than a 1-channel convolution over B*K maps, and exact for both paddings.
+    x = heatmaps.reshape(-1, h, w)
+    x = _blur_matrix(h, g, padding) @ x @ _blur_matrix(w, g, padding).T
     out = x.reshape(shape)
     if keep_max:
         before = heatmaps.amax(dim=(-2, -1), keepdim=True)
