@@ -15,7 +15,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 Size = Sequence[int]  # (width, height)
 
