@@ -69,7 +69,10 @@ def test_shipped_files_cover_the_issue() -> None:
     assert {r.method for r in embedded} == set(METHODS)
     assert {r.resolution for r in embedded} == {"64x48", "128x96"}
     assert {r.seed for r in embedded} == {0, 1, 2}
-    assert len(embedded) == len(METHODS) * 2 * 3
+    # every method at both sizes, three seeds; SR + heatmap at 64x48 only (its 256x192 input at 128x96 is
+    # left to GPUs, see the file's description)
+    assert len(embedded) == (len(METHODS) * 2 - 1) * 3
+    assert {r.resolution for r in embedded if r.method == "sr_heatmap"} == {"64x48"}
     assert all(r.sr == {"model": "bicubic", "scale": 2} for r in embedded if r.method == "sr_heatmap")
     sweep = expand(load_experiment(REPO / "experiments" / "resolution_sweep.toml"))
     assert {r.method for r in sweep} == set(METHODS)
@@ -150,7 +153,7 @@ ERRORS = [
     ('title = "a demo"', 'title = "a demo"\ncolour = "red"', 3, "colour", "unknown key"),
     ('name = "udp"\n', 'name = "udp"\nepochs = 4\n', 17, "runs[udp].epochs", "unknown key"),
     ('["64x48", "128x96"]', '["64x48", "128by96"]', 7, "settings.resolutions", "'128by96' is not of the form HxW"),
-    ('["64x48", "128x96"]', '["64x48", "96x72"]', 7, "settings.resolutions", "multiples of 16"),
+    ('["64x48", "128x96"]', '["64x48", "96x70"]', 7, "settings.resolutions", "multiples of the output stride 4"),
     ('backbone = "tiny"', 'backbone = "tinny"', 5, "settings.backbone", "unknown backbone 'tinny'"),
     ("radius = 2.5", "radius = 2.5, radiuss = 3", 18, "runs[udp].options.radiuss", "has no option 'radiuss'"),
     ("radius = 2.5", 'radius = "wide"', 18, "runs[udp].options.radius", "bad value 'wide'"),
