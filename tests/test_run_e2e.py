@@ -75,6 +75,10 @@ def test_second_run_gets_a_suffixed_folder(tiny_embedded: Path, tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dark-64x48-tiny-s0", "dark-64x48-tiny-s0-2"]
     record = read_record(tmp_path / "dark-64x48-tiny-s0-2" / "record.json")
     assert record["hparams"]["flip_test"] is False and record["dataset"]["val_instances"] == 4
+    # an explicit --run-id names the folder: an existing one is an error, never a silent "-2"
+    result = _run([*args, "--run-id", "dark-64x48-tiny-s0"])
+    assert result.exit_code == 1
+    assert "--run-id dark-64x48-tiny-s0:" in result.output and "exists; pass --resume" in result.output
 
 
 @pytest.mark.slow

@@ -143,13 +143,17 @@ def default_run_id(method: str, resolution: str, backbone: str, seed: int) -> st
 
 
 def choose_run_dir(out: Path, run_id: str | None, default_id: str, resume: bool) -> Path:
-    """``out/run_id``; a fresh run whose folder exists gets ``-2``, ``-3``, ...; a resume must exist."""
+    """``out/run_id``; a resume must exist; an explicit ``--run-id`` must not (the caller named that
+    folder, e.g. a sweep, so silently writing elsewhere would lose track of the run); a default id whose
+    folder exists gets ``-2``, ``-3``, ..."""
     base = run_id or default_id
     path = out / base
     if resume:
         if not checkpoint_path(path).is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path(path)} (check --out/--run-id)")
         return path
+    if run_id and path.exists():
+        raise ValueError(f"--run-id {run_id}: {path} exists; pass --resume to continue it, or another --run-id")
     n = 2
     while path.exists():
         path = out / f"{base}-{n}"
