@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from lrpose_bench.io import read_json
 from lrpose_bench.records import COCO_STAT_NAMES
 
 #: Keys every COCO keypoint result must have.
@@ -42,12 +42,7 @@ def load_coco(annotations: Any, quiet: bool = True):
             coco.createIndex()
         return coco
     path = Path(annotations)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"annotation file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    data = read_json(path, "annotation file")
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise ValueError(f"annotation file {path} lacks the field {key!r} (not a COCO annotation file)")
@@ -108,12 +103,7 @@ def evaluate_results_file(predictions: Path, annotations: Path, quiet: bool = Tr
     Returns the 10 stats (:data:`COCO_STAT_NAMES` -> float). Errors name the file and the bad entry.
     """
     predictions = Path(predictions)
-    if not predictions.is_file():
-        raise FileNotFoundError(f"predictions file not found: {predictions}")
-    try:
-        results = json.loads(predictions.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"predictions file {predictions} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    results = read_json(predictions, "predictions file")
     if not isinstance(results, list):
         raise ValueError(f"predictions file {predictions} must hold a JSON list of COCO keypoint results")
     results = check_results(results, str(predictions))
