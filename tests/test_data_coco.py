@@ -178,6 +178,29 @@ def test_dataloader_with_two_workers(tiny_embedded: Path) -> None:
     assert torch.equal(batches[0]["keypoints"], torch.stack([ds[i]["keypoints"] for i in range(8)]))
 
 
+def test_cached_images_give_identical_samples_and_are_shared(tiny_embedded: Path) -> None:
+    from lrpose_bench.data import coco
+
+    plain = _ds(tiny_embedded, "train", seed=3)
+    cached = _ds(tiny_embedded, "train", seed=3, cache_images=True)
+    for i in (0, 5, len(plain) - 1):
+        a, b = plain[i], cached[i]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    again = _ds(tiny_embedded, "train", cache_images=True)  # a second dataset of the split decodes nothing new
+    assert all(again._cache[i] is cached._cache[i] for i in cached._cache)
+    loader = torch.utils.data.DataLoader(cached, batch_size=8, num_workers=1, shuffle=False)
+    assert torch.equal(next(iter(loader))["image"], torch.stack([plain[i]["image"] for i in range(8)]))
+    assert len(coco._DECODED) >= len(cached._cache)
+
+
+def test_image_cache_refuses_more_than_its_limit(tiny_embedded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrpose_bench.data import coco
+
+    monkeypatch.setattr(coco, "MAX_IMAGE_CACHE_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"cache_images: the \d+ images of person_keypoints_val2017.json need .*cache_images=false"):
+        _ds(tiny_embedded, "val", cache_images=True)
+
+
 # ---- bad input --------------------------------------------------------------------------------------
 def _write(tmp: Path, doc) -> Path:
     p = tmp / "ann.json"

@@ -157,8 +157,8 @@ def test_quick_profile_scales_epochs_by_pixel_budget() -> None:
 
     at128 = effective_config("quick", {}, (96, 128))
     at64 = effective_config("quick", {}, (48, 64))
-    assert (at128.epochs, at128.lr_steps) == (10, (8,))
-    assert (at64.epochs, at64.lr_steps) == (40, (32,))  # a quarter of the pixels: four times the epochs
+    assert (at128.epochs, at128.lr_steps) == (25, (20,))
+    assert (at64.epochs, at64.lr_steps) == (100, (80,))  # a quarter of the pixels: four times the epochs
     assert effective_config("quick", {"epochs": 2}, (48, 64)).epochs == 2  # explicit epochs are taken as given
     assert effective_config("paper", {}, (48, 64)).epochs == 210  # no budget in the paper recipe
     big = TrainConfig(epochs=4, lr_steps=(3,), reference_pixels=100).for_resolution((20, 20))

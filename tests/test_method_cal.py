@@ -104,7 +104,7 @@ def test_flip_consistency(target: str) -> None:
 
 
 def test_loss_is_masked_by_the_disc() -> None:
-    m = build_method("cal", {"radius": 2.0, "sigma": 1.0})
+    m = build_method("cal", {"radius": 2.0, "sigma": 1.0, "offset_weighting": "disc"})
     g = m.geometry(RES)
     t = m.encode(_kp_from_hm(m, g, [[[5.3, 7.6], [2.0, 2.0]]]), torch.tensor([[1.0, 0.0]]), g)
     out = {k: v.clone() for k, v in t.items()}
@@ -117,13 +117,28 @@ def test_loss_is_masked_by_the_disc() -> None:
     # default reduction: the mean over every (joint, x/y, pixel) entry: B=1, K=2, 2 channels, 16x12 px
     off_expected = 0.3 / (2 * 2 * 16 * 12)
     assert m.loss(out, t)["offset"].item() == pytest.approx(off_expected)
-    masked = build_method("cal", {"radius": 2.0, "sigma": 1.0, "offset_reduction": "mask"})
+    masked = build_method("cal", {"radius": 2.0, "sigma": 1.0, "offset_reduction": "mask", "offset_weighting": "disc"})
     assert masked.loss(out, t)["offset"].item() == pytest.approx(0.3 / (2 * n_active))
     out["heatmaps"][0, 0, 0, 0] += 0.5
     loss = m.loss(out, t)
     hm_expected = 0.25 / (2 * 16 * 12)
     assert loss["heatmap"].item() == pytest.approx(hm_expected)
     assert loss["total"].item() == pytest.approx(0.5 * hm_expected + 0.7 * off_expected)
+
+
+def test_target_offset_weighting_weighs_pixels_by_the_heatmap_target() -> None:
+    m = build_method("cal", {"radius": 2.0, "sigma": 1.0, "offset_weighting": "target"})
+    g = m.geometry(RES)
+    t = m.encode(_kp_from_hm(m, g, [[[5.3, 7.6]]]), torch.ones(1, 1), g)
+    out = {k: v.clone() for k, v in t.items()}
+    out["offsets"][0, 0, 0, 9, 7] += 5.0  # outside the disc: no weight
+    assert m.loss(out, t)["offset"].item() == 0.0
+    out["offsets"][0, 0, 0, 8, 5] += 0.3  # pixel (5, 8): d^2 = 0.25 -> G = exp(-0.125)
+    out["offsets"][0, 0, 1, 7, 7] += 0.3  # pixel (7, 7): d^2 = 3.25 -> G = exp(-1.625)
+    expected = 0.3 * (math.exp(-0.125) + math.exp(-1.625)) / (2 * 16 * 12)
+    assert m.loss(out, t)["offset"].item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="offset_weighting='ring'"):
+        build_method("cal", {"offset_weighting": "ring"})
 
 
 def test_bad_options_are_clear() -> None:
@@ -165,7 +180,7 @@ def test_mgm_stages_fit_and_loss() -> None:
     batches = _shifted_batches(m, g, shifts)
     assert m.begin_stage(Stage("coarse", 0.25), lambda: iter(batches)) == {"mgm": "off"}
     out, t, _ = batches[0]
-    assert torch.equal(m.offset_weighting(out, t), t["offset_mask"])  # stage 1: the disc only
+    assert torch.equal(m.offset_weighting(out, t), t["heatmaps"] * t["offset_mask"])  # stage 1: plain CAL's
     facts = m.begin_stage(Stage("mgm", 0.75), lambda: iter(batches))
     assert facts["mgm_fitted"] and facts["mgm_n_samples"] == 3 * 4 * 17
     # one component: the mean is the sample mean of argmax - joint

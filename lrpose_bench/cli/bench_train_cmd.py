@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
         steps: int = typer.Option(20, "--steps", min=1, help="Timed training steps (after 2 warm-up steps)."),
         batch_size: int = typer.Option(32, "--batch-size", min=1, help="Batch size."),
         workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes for the loading benchmark."),
+        cache_images: bool = typer.Option(True, "--cache-images/--no-cache-images",
+                                          help="Decode the images once into memory first (the quick profile's default)."),
         data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         amp: str = typer.Option("off", "--amp", help="off | bf16 | fp16."),
@@ -30,11 +32,11 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
         """Print training images/s (on a fixed batch) and data-loading images/s (augmented crops)."""
         size = parse_res(res)
         run_guarded(_bench, size=size, res=res, backbone=backbone, method=method, steps=steps, batch_size=batch_size,
-                    workers=workers, data=data, device=device, amp=amp)  # fmt: skip
+                    workers=workers, cache_images=cache_images, data=data, device=device, amp=amp)  # fmt: skip
 
 
 def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps: int, batch_size: int, workers: int,
-           data: Path | None, device: str, amp: str) -> None:  # fmt: skip
+           cache_images: bool, data: Path | None, device: str, amp: str) -> None:  # fmt: skip
     import dataclasses
 
     import torch
@@ -49,7 +51,8 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
 
     dev = resolve_device(device)
     configure_cpu_threads(dev, workers)
-    config = dataclasses.replace(make_config("quick"), batch_size=batch_size, workers=workers, amp=amp).validate()
+    config = dataclasses.replace(make_config("quick"), batch_size=batch_size, workers=workers, amp=amp,
+                                 cache_images=cache_images).validate()
     spec = resolve_dataset(data, need_train=True)
     m = build_method(method)
     geometry = m.geometry(size)
@@ -88,6 +91,7 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     console.print(
         f"{method} + {backbone} at {res}, batch {batch_size}, amp {amp}, on {device_description(dev)}:\n"
         f"  training      {train_rate:8.1f} images/s (forward + backward + step, targets encoded on the device)\n"
-        f"  data loading  {load_rate:8.1f} images/s ({workers} workers, augmented crops)",
+        f"  data loading  {load_rate:8.1f} images/s ({workers} workers, augmented crops, "
+        f"{'decoded images cached' if cache_images else 'images decoded per sample'})",
         highlight=False,
     )

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default: tiny with the quick profile, hrnet_w32 with paper)."),
         pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="Local file with ImageNet weights for the backbone."),
         profile: Optional[str] = typer.Option(None, "--profile", help="Hyper-parameter profile: quick | paper (default: quick on the embedded data, paper on real data)."),
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs, taken as given (the quick profile otherwise scales its 10 epochs at 128x96 by pixel count, e.g. 40 at 64x48)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs, taken as given (the quick profile otherwise scales its 25 epochs at 128x96 by pixel count, e.g. 100 at 64x48)."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Override the base learning rate."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size (per process)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (0 = load in the main process)."),

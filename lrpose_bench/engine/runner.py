@@ -34,6 +34,7 @@ DEFAULT_BACKBONE = {"quick": "tiny", "paper": "hrnet_w32"}
 #: Hyper-parameters that do not change the trained weights (may differ on ``--resume``).
 RESUME_FREE_HPARAMS = {
     "workers", "eval_batch_size", "log_every", "flip_test", "det_score_threshold", "oks_nms_threshold", "cpu_threads",
+    "cache_images",
 }
 
 
@@ -118,6 +119,7 @@ def make_dataset(
         lowres_protocol=lowres_protocol,
         max_instances=limit or None,
         seed=seed,
+        cache_images=config.cache_images,
     )
 
 
