@@ -16,16 +16,17 @@ Choices (each a named option; see ``Options``):
 * ``radius`` 4 heatmap px at every resolution (released code), for ``B`` and the offset mask.
 * ``sigma`` 0 = auto: :func:`lrpose_bench.codecs.auto_sigma`, 2 px at a 64x48 heatmap scaled with its
   width -> 1.0 at 128x96 input (the released value), 0.5 at 64x48 (released W48; W32 used 0.3).
-* offsets ``(joint - pixel) / offset_normaliser`` (1.5, released), loss L1 (released) over the disc.
+* offsets ``(joint - pixel) / offset_normaliser`` (1.5, released) inside the disc, loss L1 (released).
 * offset loss weighted per pixel by the heatmap target ``G`` (``offset_weighting="target"``, default)
   or by the disc (``"disc"``, UDP-style). With a radius-4 disc on a 16x12 heatmap the disc weighting puts
   most of the loss on far pixels, where the offsets are long ramps that the argmax never reads; on the
-  embedded data at 64x48 (tiny backbone, 100 epochs) it gave 17.6 AP against 40.5 with ``"target"``, and
+  embedded data at 64x48 (tiny backbone, 100 epochs, seed 0) it gave 17.6 AP against 40.5 with ``"target"``, and
   the offset term starved the heatmap (its MSE barely fell).
 * loss ``heatmap_loss_weight * MSE(heatmaps) + offset_loss_weight * L1(offsets)`` (0.5 and 0.7, the
   released W32 values). The heatmap MSE is the mean over all ``B*K*h*w`` pixels of weighted joints; the
-  offset loss is the mean ``|error|`` over the 2 channels, weighted by the offset mask (disc, times the
-  MGM in stage 2), i.e. normalised by the mask's sum.
+  offset loss is the ``|error|`` over the 2 channels times the per-pixel weight above (the disc times the
+  MGM in stage 2), averaged over every pixel (``offset_reduction="pixels"``) or over the weight's sum
+  (``"mask"``).
 * decode: argmax of the (flip-merged) heatmap + ``offset_normaliser * offset`` read at the argmax,
   mapped back with UDP's ``(n-1)`` scaling; no DARK, no quarter shift (released).
 

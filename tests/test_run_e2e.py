@@ -123,3 +123,16 @@ def test_resume_without_checkpoint_is_an_error(tiny_embedded: Path, tmp_path: Pa
                    "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 1
     assert "--resume: no checkpoint at" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_bf16_autocast_runs_on_the_cpu(tiny_embedded: Path, tmp_path: Path) -> None:
+    # the AMP code path without a GPU: bf16 autocast in training and evaluation, float32 decoding
+    result = _run(["--method", "cal", "--res", "64x48", "--data", str(tiny_embedded), "--backbone", "tiny",
+                   "--epochs", "1", "--batch-size", "8", "--workers", "0", "--amp", "bf16",
+                   "--hp", "max_val_instances=8", "--out", str(tmp_path), "--run-id", "bf16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = read_record(tmp_path / "bf16" / "record.json")
+    assert record["hparams"]["amp"] == "bf16" and np.isfinite(record["mean_error_px"])
+    ckpt = torch.load(tmp_path / "bf16" / "checkpoints" / "last.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())  # master weights

@@ -7,7 +7,8 @@ Two profiles ship:
 * ``quick``: a fixed compute budget for the ``tiny`` backbone on the embedded synthetic dataset on two
   CPU cores: 25 epochs at 128x96, scaled by pixel count to 100 epochs at 64x48 (a few minutes each).
   Measured on the embedded data at 64x48: at 40 epochs the plain heatmap still leads UDP (28.7 vs 19.9
-  AP, the networks are in the gross-error regime); at 100 epochs UDP leads (42.3 vs 37.8).
+  AP, the networks are in the gross-error regime); at 100 epochs UDP leads on every seed (38.5 vs 35.8
+  AP over 3 seeds; results/embedded).
 
 Any field can be overridden from the CLI with ``--hp key=value`` (typed by the field's default);
 ``--epochs``, ``--lr``, ``--batch-size`` and ``--workers`` are shorthands.
