@@ -3,8 +3,15 @@
 Each image (256-384 px a side) shows 1-3 colour-coded mannequins on a textured, noisy background. A figure
 is a 17-joint kinematic skeleton in COCO order (head with nose/eyes/ears, torso, limbs as thick segments),
 in a random view (front, back, profile), pose, size (small to filling the image), rotation and position.
-The person's left side is drawn in cool colours and the right side in warm ones, so a flip is learnable.
-Each joint is marked by a disc of its own colour (:data:`JOINT_COLOURS`) at the annotated point.
+Each joint is marked by a disc of its joint type's colour (:data:`JOINT_COLOURS`) at the annotated point.
+
+Left and right are told apart the way they are in photographs, by cues that a mirror image carries over
+consistently: the view (front: face visible, the person's left on the image right; back: hair, no face, left
+on the image left) and, in profile, the facing direction with the near side drawn over the torso and the
+far side shaded behind it (a person facing image-right shows the right side). Nothing mirror-invariant,
+such as a colour, differs between a joint and its left/right partner: with a colour cue, training with
+flip augmentation would label the same colour left in one sample and right in its mirror image
+(generator version 1 did this, and left/right swaps dominated every method's errors at 64x48).
 
 Annotations follow COCO: keypoints in image px (pixel centres at integers, multiples of 1/16 px),
 ``v = 2`` where the joint's disc is what is seen at the keypoint's pixel, ``v = 1`` where a body part
@@ -34,37 +41,29 @@ from lrpose_bench.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY
 DEFAULT_TRAIN_IMAGES: int = 640
 DEFAULT_VAL_IMAGES: int = 160
 #: Bumped whenever the generator's output changes (part of the cache folder name).
-GENERATOR_VERSION: int = 1
+GENERATOR_VERSION: int = 2
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1}
 #: Image ids: ``SPLIT_ID_BASE[split] + i + 1``; annotation ids likewise, so ids are unique across splits.
 SPLIT_ID_BASE: dict[str, int] = {"train": 1_000_000, "val": 2_000_000}
 
-#: RGB colour of each joint's marker disc (COCO order); left joints cool, right joints warm.
+#: RGB marker colour of each joint type; a joint and its left/right partner share one (COCO order).
+_TYPE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "nose": (255, 255, 255), "eye": (0, 230, 255), "ear": (255, 120, 0), "shoulder": (0, 255, 120),
+    "elbow": (255, 0, 255), "wrist": (255, 255, 0), "hip": (60, 60, 255), "knee": (255, 60, 60),
+    "ankle": (120, 255, 0),
+}  # fmt: skip
 JOINT_COLOURS: np.ndarray = np.array(
-    [
-        [255, 255, 255],  # nose
-        [0, 230, 255],  # left_eye
-        [255, 230, 0],  # right_eye
-        [0, 120, 255],  # left_ear
-        [255, 120, 0],  # right_ear
-        [0, 255, 120],  # left_shoulder
-        [255, 0, 120],  # right_shoulder
-        [120, 255, 0],  # left_elbow
-        [255, 60, 60],  # right_elbow
-        [0, 255, 255],  # left_wrist
-        [255, 0, 255],  # right_wrist
-        [60, 200, 60],  # left_hip
-        [200, 60, 200],  # right_hip
-        [60, 60, 255],  # left_knee
-        [255, 160, 120],  # right_knee
-        [120, 160, 255],  # left_ankle
-        [160, 80, 0],  # right_ankle
-    ],
+    [_TYPE_COLOURS[t] for t in ["nose"] + [t for t in
+     ("eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle") for _ in range(2)]],
     dtype=np.uint8,
-)
-LEFT_LIMB_RGB = np.array([40, 80, 200], np.float64)
-RIGHT_LIMB_RGB = np.array([200, 70, 40], np.float64)
+)  # fmt: skip
+#: Limb colour (jittered per figure); in profile the far side is drawn at FAR_SHADE of it, behind the torso.
+LIMB_RGB = np.array([70, 90, 170], np.float64)
+FAR_SHADE = 0.6
+#: Head colours: skin (front, profile) and hair (back view, where the face is hidden).
+SKIN_RGB_RANGE = ((150, 100, 70), (235, 190, 160))
+HAIR_RGB_RANGE = ((20, 10, 5), (90, 60, 40))
 
 LABELS_PER_PERSON = 64
 PART_TORSO, PART_HEAD, PART_LIMB0 = 40, 41, 20
@@ -115,9 +114,10 @@ def sample_figure(rng: np.random.Generator, width: int, height: int) -> Figure:
     h = float(np.exp(rng.uniform(np.log(0.18), np.log(1.1)))) * min(width, height) * rng.uniform(0.9, 1.15)
     view = str(rng.choice(["front", "back", "profile"], p=[0.4, 0.2, 0.4]))
     width_factor = 1.0 if view != "profile" else rng.uniform(0.25, 0.45)
-    # +1: the person's left is on the image right (front view); profile picks a facing side at random.
-    left_sign = {"front": 1.0, "back": -1.0}.get(view, float(rng.choice([-1.0, 1.0])))
     facing = float(rng.choice([-1.0, 1.0]))  # profile: direction the face points along +x of the body frame
+    # +1: the person's left is on the image right (front view). In profile the side at +x is the near one,
+    # and a person facing +x shows the right side: left_sign = -facing (v1 drew both chiralities).
+    left_sign = {"front": 1.0, "back": -1.0}.get(view, -facing)
     lm = rng.uniform(0.9, 1.1, 6)  # limb length multipliers
     j = np.zeros((NUM_KEYPOINTS, 2))
     lean = rng.normal(0.0, 10.0)
@@ -189,12 +189,14 @@ def sample_figure(rng: np.random.Generator, width: int, height: int) -> Figure:
     near = LEFT if left_sign > 0 else RIGHT
     if view == "front" or view == "back":
         near = int(rng.integers(0, 2))  # side drawn last (it may cross the other)
-    jitter = rng.uniform(-30, 30, 2)
+    limb = np.clip(LIMB_RGB + rng.uniform(-30, 30, 3), 0, 255)
+    shade = {near: 1.0, 1 - near: FAR_SHADE if view == "profile" else 1.0}
+    head_range = HAIR_RGB_RANGE if view == "back" else SKIN_RGB_RANGE
     colours = {
-        LEFT: tuple(int(c) for c in np.clip(LEFT_LIMB_RGB + jitter[0], 0, 255)),
-        RIGHT: tuple(int(c) for c in np.clip(RIGHT_LIMB_RGB + jitter[1], 0, 255)),
+        LEFT: tuple(int(c) for c in limb * shade[LEFT]),
+        RIGHT: tuple(int(c) for c in limb * shade[RIGHT]),
         "torso": tuple(int(c) for c in rng.integers(40, 200, 3)),
-        "head": tuple(int(c) for c in rng.uniform([150, 100, 70], [235, 190, 160])),
+        "head": tuple(int(c) for c in rng.uniform(*head_range)),
     }
     return Figure(
         joints=quantize(place(j)),
