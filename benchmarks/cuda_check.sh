@@ -37,12 +37,12 @@ step hrnet-64x48 lrpose run --method udp --res 64x48 --backbone hrnet_w32 --devi
     --epochs 5 --workers "$WORKERS" --out "$OUT/runs"
 step torchrun-nccl torchrun --standalone --nproc_per_node="$GPUS" -m lrpose_bench.cli.app run --method cal_mgm \
     --res 64x48 --device cuda --epochs 6 --workers 4 --run-id cal_mgm-nccl --out "$OUT/runs"
-step compile lrpose run --method udp --res 64x48 --device cuda --hp compile=true --epochs 3 --workers "$WORKERS" \
+step compile lrpose run --method udp --res 64x48 --device cuda --hp compile=true --epochs 2 --workers "$WORKERS" \
     --run-id udp-compiled --out "$OUT/runs"
 for backbone in tiny resnet50 hrnet_w32; do
     for amp in off fp16; do
         step "bench-$backbone-$amp" lrpose bench train --method cal --res 128x96 --backbone "$backbone" \
-            --device cuda --amp "$amp" --batch-size 64 --steps 30 --workers "$WORKERS"
+            --device cuda --amp "$amp" --batch-size 64 --steps 20 --workers "$WORKERS"
     done
 done
 

@@ -831,8 +831,11 @@ def set_aside(run_dir: str | Path) -> Path:
     return target
 
 
-def record_conflict(run: PlannedRun, record: Mapping[str, Any]) -> str | None:
-    """Why an existing record does not belong to ``run`` (different method, resolution, ...), or ``None``."""
+def record_conflict(run: PlannedRun, record: Mapping[str, Any], dataset_folder: str | None = None) -> str | None:
+    """Why an existing record does not belong to ``run`` (different method, resolution, ...), or ``None``.
+
+    ``dataset_folder``: the folder name of the dataset the sweep uses (the embedded dataset's name carries
+    its generator version, so records made on an older version are not mistaken for current ones)."""
     checks = {
         "method": (record.get("method", {}).get("name"), run.method),
         "resolution": (record.get("resolution"), run.resolution),
@@ -842,6 +845,8 @@ def record_conflict(run: PlannedRun, record: Mapping[str, Any]) -> str | None:
         checks["profile"] = (record.get("profile"), run.profile)
     if run.backbone:
         checks["backbone"] = (record.get("backbone"), run.backbone)
+    if dataset_folder:
+        checks["dataset"] = (Path(str(record.get("dataset", {}).get("root", ""))).name, dataset_folder)
     for key, (have, want) in checks.items():
         if have != want:
             return f"its {key} is {have!r}, this sweep wants {want!r}"

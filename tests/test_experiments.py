@@ -233,3 +233,8 @@ def test_record_conflict(tmp_path: Path) -> None:
     assert record_conflict(run, record) is None
     assert record_conflict(run, {**record, "profile": "paper"}) == "its profile is 'paper', this sweep wants 'quick'"
     assert "method" in record_conflict(run, {**record, "method": {"name": "udp"}})
+    # a record made on another version of the embedded dataset is not this sweep's
+    record |= {"dataset": {"root": "/cache/embedded-v1-640x160-s0"}}
+    assert record_conflict(run, record, "embedded-v1-640x160-s0") is None
+    assert record_conflict(run, record, "embedded-v2-640x160-s0") == (
+        "its dataset is 'embedded-v1-640x160-s0', this sweep wants 'embedded-v2-640x160-s0'")

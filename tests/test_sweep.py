@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from lrpose_bench.data.spec import embedded_dir
 from lrpose_bench.cli.app import app
 from lrpose_bench.experiments import expand, load_experiment
 
@@ -78,7 +79,8 @@ def test_dry_run_shows_done_runs(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "tiny_sweep" / "udp-tiny-64x48-s0"
     run_dir.mkdir(parents=True)
     (run_dir / "record.json").write_text(json.dumps(
-        {"method": {"name": "udp", "options": {}}, "resolution": "64x48", "seed": 0, "profile": "quick", "backbone": "tiny"}
+        {"method": {"name": "udp", "options": {}}, "resolution": "64x48", "seed": 0, "profile": "quick", "backbone": "tiny",
+             "dataset": {"root": str(embedded_dir())}}
     ))
     result = sweep(str(path), "--dry-run", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
@@ -167,7 +169,8 @@ def test_print_commands_skip_done_and_resume_from_checkpoints(tmp_path: Path) ->
     (exp_dir / "heatmap-tiny-64x48-s0" / "checkpoints" / "last.pt").write_bytes(b"")
     (exp_dir / "udp-tiny-64x48-s0").mkdir()
     (exp_dir / "udp-tiny-64x48-s0" / "record.json").write_text(json.dumps(
-        {"method": {"name": "udp", "options": {}}, "resolution": "64x48", "seed": 0, "profile": "quick", "backbone": "tiny"}
+        {"method": {"name": "udp", "options": {}}, "resolution": "64x48", "seed": 0, "profile": "quick", "backbone": "tiny",
+             "dataset": {"root": str(embedded_dir())}}
     ))
     result = runner.invoke(app, ["sweep", str(path), "--print-commands", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output

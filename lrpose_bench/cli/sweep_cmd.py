@@ -48,6 +48,7 @@ def sweep(
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run (default: go on, list failures at the end)."),
 ) -> None:
     """Run an experiment file: every run without a record, then `lrpose report` for the experiment."""
+    from lrpose_bench.data.spec import embedded_dir
     from lrpose_bench.experiments import (
         PROFILES,
         ExperimentError,
@@ -71,7 +72,7 @@ def sweep(
         fail(f"{exp.path}: experiment {exp.name!r} uses dataset = 'coco': pass --data PATH (a COCO root)")
     data_arg = str(data.expanduser()) if data is not None else None
     exp_dir = out.expanduser() / exp.name
-    statuses = _statuses(runs, exp_dir)
+    statuses = _statuses(runs, exp_dir, None if data_arg else embedded_dir().name)
 
     if print_commands:
         pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
@@ -106,8 +107,9 @@ def sweep(
 
 
 # ----------------------------------------------------------------------------------------------
-def _statuses(runs: list[Any], exp_dir: Path) -> list[str]:
-    """Status of each run's folder; an existing record made with other settings stops the sweep."""
+def _statuses(runs: list[Any], exp_dir: Path, dataset_folder: str | None) -> list[str]:
+    """Status of each run's folder; an existing record made with other settings (or, for the embedded
+    dataset, another generator version: ``dataset_folder``) stops the sweep."""
     from lrpose_bench.experiments import record_conflict, run_status
     from lrpose_bench.io import read_json
 
@@ -117,7 +119,7 @@ def _statuses(runs: list[Any], exp_dir: Path) -> list[str]:
         if status == "done":
             path = exp_dir / run.run_id / "record.json"
             try:
-                why = record_conflict(run, read_json(path, "result record"))
+                why = record_conflict(run, read_json(path, "result record"), dataset_folder)
             except (ValueError, FileNotFoundError, AttributeError) as exc:
                 why = f"it cannot be read ({exc})"
             if why:
