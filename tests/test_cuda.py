@@ -39,7 +39,7 @@ def _keypoints(batch: int, size: tuple[int, int], seed: int = 0) -> tuple[torch.
 def test_targets_and_decoding_on_cuda_match_the_cpu(method_name: str, res: tuple[int, int]) -> None:
     method = build_method(method_name)
     geometry = method.geometry(res)
-    kp, vis = _keypoints(8, geometry.input_size)
+    kp, vis = _keypoints(8, geometry.crop_size)
     cpu = method.encode(kp, vis, geometry)
     gpu = method.encode(kp.to(CUDA), vis.to(CUDA), geometry)
     assert cpu.keys() == gpu.keys()
@@ -52,8 +52,15 @@ def test_targets_and_decoding_on_cuda_match_the_cpu(method_name: str, res: tuple
     torch.testing.assert_close(score_gpu.cpu(), score_cpu, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "resnet50", "hrnet_w32"])
-@pytest.mark.parametrize("res", [(96, 128), (48, 64)])
+def _close(got: torch.Tensor, want: torch.Tensor, rel: float) -> tuple[bool, str]:
+    """Max |got - want| within ``rel`` of max |want| (outputs near zero make element-wise rtol meaningless)."""
+    err = (got.float() - want).abs().max().item()
+    scale = want.abs().max().item() + 1e-6
+    return err <= rel * scale, f"max |err| {err:.3g} vs max |ref| {scale:.3g}"
+
+
+@pytest.mark.parametrize(("backbone", "res"), [("tiny", (96, 128)), ("tiny", (48, 64)), ("resnet50", (96, 128)),
+                                               ("hrnet_w32", (96, 128)), ("hrnet_w32", (48, 64))])  # fmt: skip
 def test_channels_last_and_autocast_match_float32(backbone: str, res: tuple[int, int]) -> None:
     from lrpose_bench.engine.runner import build_model, seed_everything
 
@@ -65,15 +72,15 @@ def test_channels_last_and_autocast_match_float32(backbone: str, res: tuple[int,
     with torch.no_grad():
         ref = model(x)
         nhwc = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
-        for key in ref:
-            torch.testing.assert_close(nhwc[key].float(), ref[key], atol=2e-4, rtol=2e-3)
+        for key in ref:  # float32 convolutions may run in TF32 on Ampere+: ~1e-3 relative
+            ok, why = _close(nhwc[key], ref[key], 1e-2)
+            assert ok, f"{backbone} channels-last {key}: {why}"
         for dtype in (torch.float16, torch.bfloat16):
             with torch.autocast("cuda", dtype=dtype):
                 low = model(x)
             for key in ref:
-                err = (low[key].float() - ref[key]).abs().max().item()
-                scale = ref[key].abs().max().item() + 1e-6
-                assert err <= 0.05 * scale, f"{backbone} {dtype} {key}: max |err| {err:.3g} vs scale {scale:.3g}"
+                ok, why = _close(low[key], ref[key], 0.05)
+                assert ok, f"{backbone} {dtype} {key}: {why}"
 
 
 @pytest.mark.slow

@@ -95,3 +95,22 @@ def test_eval_checkpoint_reproduces_the_record(tiny_embedded: Path, tmp_path: Pa
         assert data["stats"] == record["stats"]
         assert data["mean_error_px"] == pytest.approx(record["mean_error_px"], rel=1e-12)
         assert data["boxes"] == "gt" and data["instances"] == record["dataset"]["val_instances"]
+
+
+@pytest.mark.slow
+def test_eval_checkpoint_refuses_other_data(tiny_embedded: Path, tmp_path: Path) -> None:
+    """A checkpoint is evaluated only on the data it was trained on (annotation content hash)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_embedded, data)
+    res = runner.invoke(app, ["run", "--method", "heatmap", "--res", "64x48", "--data", str(data), "--backbone", "tiny",
+                              "--epochs", "1", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    ann = data / "annotations" / "person_keypoints_val2017.json"
+    doc = json.loads(ann.read_text())
+    doc["annotations"][0]["keypoints"][0] += 1.0  # one coordinate moved: other data
+    ann.write_text(json.dumps(doc))
+    again = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "heatmap-64x48-tiny-s0"), "--workers", "0"])
+    assert again.exit_code == 1
+    assert "was trained on a dataset with hash" in again.output and str(data) in again.output

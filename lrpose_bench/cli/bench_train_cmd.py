@@ -28,15 +28,21 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
         data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         amp: str = typer.Option("off", "--amp", help="off | bf16 | fp16."),
+        channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory format (CUDA)."),
+        cudnn_benchmark: bool = typer.Option(True, "--cudnn-benchmark/--no-cudnn-benchmark",
+                                             help="Let cuDNN time its convolution algorithms (CUDA)."),
+        profile: bool = typer.Option(False, "--profile", help="Also print torch.profiler's top operators over 5 steps."),
     ) -> None:
         """Print training images/s (on a fixed batch) and data-loading images/s (augmented crops)."""
         size = parse_res(res)
         run_guarded(_bench, size=size, res=res, backbone=backbone, method=method, steps=steps, batch_size=batch_size,
-                    workers=workers, cache_images=cache_images, data=data, device=device, amp=amp)  # fmt: skip
+                    workers=workers, cache_images=cache_images, data=data, device=device, amp=amp,
+                    channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, profile=profile)  # fmt: skip
 
 
 def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps: int, batch_size: int, workers: int,
-           cache_images: bool, data: Path | None, device: str, amp: str) -> None:  # fmt: skip
+           cache_images: bool, data: Path | None, device: str, amp: str, channels_last: bool = False,
+           cudnn_benchmark: bool = True, profile: bool = False) -> None:  # fmt: skip
     import dataclasses
 
     import torch
@@ -52,7 +58,8 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     dev = resolve_device(device)
     configure_cpu_threads(dev, workers)
     config = dataclasses.replace(make_config("quick"), batch_size=batch_size, workers=workers, amp=amp,
-                                 cache_images=cache_images).validate()
+                                 cache_images=cache_images, channels_last=channels_last,
+                                 cudnn_benchmark=cudnn_benchmark).validate()  # fmt: skip
     spec = resolve_dataset(data, need_train=True)
     m = build_method(method)
     geometry = m.geometry(size)
@@ -88,10 +95,29 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     train_rate = steps * int(batch["image"].shape[0]) / (time.perf_counter() - t0)
+    if profile:
+        _print_profile(trainer, batch, dev)
     console.print(
-        f"{method} + {backbone} at {res}, batch {batch_size}, amp {amp}, on {device_description(dev)}:\n"
+        f"{method} + {backbone} at {res}, batch {batch_size}, amp {amp}, on {device_description(dev)}"
+        f"{', channels-last' if trainer.channels_last else ''}"
+        f"{', cudnn.benchmark' if dev.type == 'cuda' and cudnn_benchmark else ''}:\n"
         f"  training      {train_rate:8.1f} images/s (forward + backward + step, targets encoded on the device)\n"
         f"  data loading  {load_rate:8.1f} images/s ({workers} workers, augmented crops, "
         f"{'decoded images cached' if cache_images else 'images decoded per sample'})",
         highlight=False,
     )
+
+
+def _print_profile(trainer, batch, dev) -> None:  # noqa: ANN001 - Trainer, device batch, torch.device
+    """torch.profiler over 5 training steps: the operators with the most self time (device, else CPU)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(5):
+            trainer.train_step(batch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    typer.echo(prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=48))

@@ -68,6 +68,7 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16 (CUDA)
     channels_last: bool = False  # NHWC memory format on CUDA
     compile: bool = False  # torch.compile the model
+    cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (fixed input sizes; HRNet's default)
     cpu_threads: int = 0  # torch threads on a CPU device; 0 = $OMP_NUM_THREADS if set, else cores - workers
     # ---- logging
     log_every: int = 20  # progress bar refresh period in steps

@@ -24,7 +24,7 @@ from lrpose_bench.engine.env import configure_cpu_threads, git_commit, resolve_d
 from lrpose_bench.engine.inference import EvalResult, evaluate
 from lrpose_bench.engine.trainer import Trainer, TrainingInterrupted
 from lrpose_bench.geometry import format_resolution, parse_resolution
-from lrpose_bench.io import write_json
+from lrpose_bench.io import read_json, write_json
 from lrpose_bench.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from lrpose_bench.method import Geometry, PoseMethod, build_method
 from lrpose_bench.records import COCO_STAT_NAMES, SCHEMA_VERSION, write_record
@@ -179,6 +179,23 @@ def _check_resume(ckpt: Mapping[str, Any], spec: RunSpec, config: TrainConfig) -
             )
 
 
+def check_same_dataset(ckpt: Mapping[str, Any], data: Any, action: str) -> None:
+    """Refuse to resume or evaluate a checkpoint on data other than it was trained on (the content hash of
+    the annotation files; e.g. the embedded dataset after a generator version change). Checkpoints from
+    before the hash was stored are checked against the record beside them, when there is one."""
+    trained_on = ckpt.get("run", {}).get("dataset_hash")
+    if trained_on is None and ckpt.get("path"):
+        record = Path(ckpt["path"]).parent.parent / "record.json"
+        if record.is_file():
+            trained_on = read_json(record, "result record").get("dataset", {}).get("hash")
+    if trained_on and trained_on != data.content_hash():
+        raise ValueError(
+            f"{action}: the checkpoint {ckpt.get('path')} was trained on a dataset with hash {trained_on}, but "
+            f"{data.root} has hash {data.content_hash()} (other annotation files, or the embedded dataset of "
+            f"another generator version); use the data it was trained on"
+        )
+
+
 def stats_table(stats: Mapping[str, float], title: str = "COCO keypoints") -> Any:
     """A rich table of the 10 COCO stats in percent."""
     from rich.table import Table
@@ -254,12 +271,14 @@ def _run(
                                config=config, seed=spec.seed, lowres_protocol=spec.lowres_protocol)  # fmt: skip
     val_set = make_dataset(data.val_ann, data.val_images, method, geometry, train=False, config=config, seed=spec.seed,
                            lowres_protocol=spec.lowres_protocol, det_file=spec.det_boxes)  # fmt: skip
-    run_meta = spec.to_dict() | {"hparams": config.to_dict(), "num_keypoints": NUM_KEYPOINTS}
+    run_meta = spec.to_dict() | {"hparams": config.to_dict(), "num_keypoints": NUM_KEYPOINTS,
+                                 "dataset_hash": data.content_hash()}  # fmt: skip
     trainer = Trainer(model, method, train_geometry, config, device, seed=spec.seed, run_dir=run_dir, run_meta=run_meta,
                       dist_info=dist_info, console=console, on_step=on_step)  # fmt: skip
     if spec.resume:
         ckpt = load_checkpoint(checkpoint_path(run_dir), map_location=device)
         _check_resume(ckpt, spec, config)
+        check_same_dataset(ckpt, data, "--resume")
         trainer.load_state(ckpt)
         say(f"resuming {run_dir} from epoch {trainer.state.epoch + 1}, step {trainer.state.step + 1}", highlight=False)
     if dist_info.is_main:
@@ -403,6 +422,7 @@ def evaluate_checkpoint(
     model.load_state_dict(ckpt["model"])
     model.to(dev)
     data = resolve_dataset(Path(spec.data) if spec.data else None, Path(spec.cache_dir) if spec.cache_dir else None)
+    check_same_dataset(ckpt, data, "lrpose eval")
     val_set = make_dataset(data.val_ann, data.val_images, method, geometry, train=False, config=config, seed=spec.seed,
                            lowres_protocol=spec.lowres_protocol, det_file=det_boxes)  # fmt: skip
     result = evaluate(

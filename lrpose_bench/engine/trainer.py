@@ -209,6 +209,8 @@ class Trainer:
         self.dist = dist_info or D.DistInfo()
         self.console, self.on_step = console, on_step
         self.channels_last = config.channels_last and device.type == "cuda"
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark
         model = model.to(device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
