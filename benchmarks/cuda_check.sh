@@ -4,7 +4,8 @@
 #      tiny/ResNet-50/HRNet-W32, `lrpose run --device cuda --amp fp16|bf16` end to end;
 #   2. the main job on the GPU (fp16 + gradient scaler + channels-last);
 #   3. HRNet-W32 runs at 128x96 (4 branches) and 64x48 (3 branches), bf16;
-#   4. torchrun + DDP over NCCL (one process per GPU present), CAL + MGM so the GMM fit runs under DDP;
+#   4. torchrun with one process per GPU (CAL + MGM, so the GMM fit runs under DDP): DDP over NCCL with two
+#      or more GPUs; with one GPU torchrun runs a single process (world size 1, no process group);
 #   5. torch.compile (inductor) on the GPU;
 #   6. `lrpose bench train` images/s for tiny, ResNet-50 and HRNet-W32 at 128x96, fp32 and fp16.
 # usage: bash benchmarks/cuda_check.sh [OUT_DIR]   (needs `lrpose` installed and a CUDA GPU)
@@ -35,6 +36,7 @@ step hrnet-128x96 lrpose run --method cal --res 128x96 --backbone hrnet_w32 --de
     --hp channels_last=true --epochs 5 --workers "$WORKERS" --out "$OUT/runs"
 step hrnet-64x48 lrpose run --method udp --res 64x48 --backbone hrnet_w32 --device cuda --amp bf16 \
     --epochs 5 --workers "$WORKERS" --out "$OUT/runs"
+((GPUS > 1)) || echo "note: one GPU: torchrun runs a single process; DDP over NCCL needs two or more GPUs"
 step torchrun-nccl torchrun --standalone --nproc_per_node="$GPUS" -m lrpose_bench.cli.app run --method cal_mgm \
     --res 64x48 --device cuda --epochs 6 --workers 4 --run-id cal_mgm-nccl --out "$OUT/runs"
 step compile lrpose run --method udp --res 64x48 --device cuda --hp compile=true --epochs 2 --workers "$WORKERS" \

@@ -136,3 +136,15 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_embedded: Path, tmp_path: Path) -> N
     assert record["hparams"]["amp"] == "bf16" and np.isfinite(record["mean_error_px"])
     ckpt = torch.load(tmp_path / "bf16" / "checkpoints" / "last.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())  # master weights
+
+
+@pytest.mark.slow
+def test_bench_train_prints_throughput_and_profile(tiny_embedded: Path) -> None:
+    result = runner.invoke(app, ["bench", "train", "--data", str(tiny_embedded), "--method", "cal", "--res", "64x48",
+                                 "--steps", "1", "--batch-size", "4", "--workers", "0", "--profile"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "cal + tiny at 64x48, batch 4, amp off" in result.output
+    for line in ("training", "data loading"):
+        rate = [ln for ln in result.output.splitlines() if ln.strip().startswith(line)][0]
+        assert float(rate.split()[1 if line == "training" else 2]) > 0
+    assert "Self CPU" in result.output  # the profiler table
