@@ -54,6 +54,8 @@ def test_run_writes_a_valid_record(method: str, tiny_embedded: Path, tmp_path: P
     rows = list(csv.DictReader((run_dir / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(float(r["loss"]) > 0 for r in rows)
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+    types = record["error_types"]["overall"]  # good / jitter / inversion / swap / miss over labelled joints
+    assert list(types) == ["good", "jitter", "inversion", "swap", "miss"] and sum(types.values()) == pytest.approx(1.0)
     assert "AP50" in result.output  # the table
     if method == "cal_mgm":
         assert [s["stage"] for s in record["stages"]] == ["coarse", "mgm"]

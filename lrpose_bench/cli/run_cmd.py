@@ -173,10 +173,15 @@ def _eval(
         )  # fmt: skip
         stats = result.stats
         title = f"{meta['method']} {meta['resolution']} {meta.get('backbone')} after {meta['epoch']} epochs ({meta['boxes']} boxes, flip {'on' if flip else 'off'})"
-        extra = {"mean_error_px": result.mean_error, "instances": result.instances, "boxes": meta["boxes"]}
+        extra = {"mean_error_px": result.mean_error, "instances": result.instances, "boxes": meta["boxes"],
+                 "error_types": result.error_types}  # fmt: skip
     if as_json:
         typer.echo(json.dumps({"stats": stats, **extra}, indent=2))
         return
     console.print(stats_table(stats, title))
     if extra.get("mean_error_px") is not None:
         console.print(f"mean keypoint error {extra['mean_error_px']:.2f} px (image)", highlight=False)
+    if extra.get("error_types") is not None:
+        from lrpose_bench.evaluation import format_error_types
+
+        console.print(format_error_types(extra["error_types"]), highlight=False)

@@ -37,7 +37,7 @@ from lrpose_bench.method import Geometry, PoseMethod
 class Predictions:
     """Predictions of a whole evaluation set (numpy, dataset order).
 
-    ``coords (N,K,2)`` image px; ``scores (N,K)``; ``gt (N,K,3)`` image px with COCO visibility;
+    ``coords (N,K,2)`` image px; ``scores (N,K)``; ``gt (N,K,3)`` image px with COCO visibility, ``gt_areas (N,)`` its area px^2;
     ``coarse_errors (N,K,2)`` heatmap px (coarse prediction - ground truth) with ``coarse_valid (N,K)``,
     or ``None`` for methods without a coarse heatmap; ``ok (N,)`` False where the image was undecodable.
     """
@@ -48,6 +48,7 @@ class Predictions:
     box_scores: np.ndarray
     areas: np.ndarray
     gt: np.ndarray
+    gt_areas: np.ndarray
     ok: np.ndarray
     coarse_errors: np.ndarray | None
     coarse_valid: np.ndarray | None
@@ -130,6 +131,7 @@ def predict_dataset(
                     # OKS-NMS area: the padded crop box, HRNet's/MMPose's np.prod(s*200) (not the GT area)
                     areas=batch["scale"].double().prod(-1).cpu().numpy(),
                     gt=batch["gt_keypoints"].double().cpu().numpy(),
+                    gt_areas=batch["area"].double().cpu().numpy(),
                     ok=batch["ok"].bool().cpu().numpy(),
                     coarse_errors=errors,
                     coarse_valid=valid,
@@ -163,6 +165,7 @@ class EvalResult:
     instances: int
     skipped_images: int
     seconds: float
+    error_types: dict[str, Any] | None = None  # GT boxes: keypoint error types (evaluation.error_types)
 
 
 def score_predictions(
@@ -172,9 +175,15 @@ def score_predictions(
     *,
     gt_boxes: bool,
     oks_nms_threshold: float = 0.9,
-) -> tuple[dict[str, float], list[dict[str, Any]], np.ndarray | None, float | None]:
-    """COCO stats, result list and (GT boxes only) per-joint / mean errors of ``pred``."""
-    from lrpose_bench.evaluation import coco_keypoint_stats, make_coco_results, per_joint_errors
+) -> tuple[dict[str, float], list[dict[str, Any]], np.ndarray | None, float | None, dict[str, Any] | None]:
+    """COCO stats, result list and (GT boxes only) per-joint / mean errors and error types of ``pred``."""
+    from lrpose_bench.evaluation import (
+        coco_keypoint_stats,
+        error_type_summary,
+        keypoint_error_types,
+        make_coco_results,
+        per_joint_errors,
+    )
 
     ok = pred.ok
     results = make_coco_results(
@@ -187,10 +196,12 @@ def score_predictions(
         oks_nms_threshold=oks_nms_threshold,
     )
     stats = coco_keypoint_stats(coco_gt, results)
-    per_joint, mean = (None, None)
+    per_joint, mean, types = (None, None, None)
     if gt_boxes:
         per_joint, mean = per_joint_errors(pred.coords[ok], pred.gt[ok])
-    return stats, results, per_joint, mean
+        codes = keypoint_error_types(pred.coords[ok], pred.gt[ok], pred.gt_areas[ok], pred.image_ids[ok])
+        types = error_type_summary(codes)
+    return stats, results, per_joint, mean, types
 
 
 def evaluate(
@@ -220,7 +231,7 @@ def evaluate(
     if D.active() and torch.distributed.get_rank() != 0:
         return None
     gt_boxes = str(getattr(dataset, "boxes", "gt")) == "gt"
-    stats, results, per_joint, mean = score_predictions(
+    stats, results, per_joint, mean, types = score_predictions(
         pred, dataset.coco, method, gt_boxes=gt_boxes, oks_nms_threshold=oks_nms_threshold
     )
     return EvalResult(
@@ -233,6 +244,7 @@ def evaluate(
         instances=int(len(pred.image_ids)),
         skipped_images=int((~pred.ok).sum()),
         seconds=time.perf_counter() - t0,
+        error_types=types,
     )
 
 

@@ -313,6 +313,10 @@ def _run(
     console.print(stats_table(result.stats, f"{run_dir.name}: {spec.method} {resolution} ({val_set.boxes} boxes)"))
     if result.mean_error is not None:
         say(f"mean keypoint error {result.mean_error:.2f} px (image); record: {run_dir / 'record.json'}", highlight=False)
+    if result.error_types is not None:
+        from lrpose_bench.evaluation import format_error_types
+
+        say(format_error_types(result.error_types), highlight=False)
     return RunResult(run_dir, record)
 
 
@@ -372,6 +376,7 @@ def build_record(
         "lowres_protocol": spec.lowres_protocol,
         "pretrained": spec.pretrained,
         "det_score_threshold": config.det_score_threshold if spec.det_boxes else None,
+        "error_types": result.error_types,  # GT boxes: keypoint error types (good/jitter/inversion/swap/miss)
     }
 
 
