@@ -44,6 +44,7 @@ def make_record(
     boxes: str = "gt",
     profile: str = "paper",
     stats: dict[str, float] | None = None,
+    inversion: float | None = None,
 ) -> dict[str, Any]:
     """A valid record with every field of ``records.REQUIRED_FIELDS``; stats derive from ``ap`` unless given."""
     h, w = (int(v) for v in resolution.split("x"))
@@ -75,6 +76,9 @@ def make_record(
         "git_commit": None,
         "created": "2025-01-01T00:00:00+00:00",
     }
+    if inversion is not None:  # keypoint error types: good takes the rest
+        overall = {"good": 0.5 - inversion, "jitter": 0.3, "inversion": inversion, "swap": 0.05, "miss": 0.15}
+        record["error_types"] = {"overall": overall, "per_joint": {}}
     assert set(REQUIRED_FIELDS) <= set(record)
     return validate_record(record)
 
@@ -89,7 +93,7 @@ def runs(tmp_path: Path) -> Path:
     experiment ``synth``: udp on the embedded dataset."""
     root = tmp_path / "runs"
     for seed, ap in enumerate((0.30, 0.32, 0.34)):
-        put(root, make_record(f"hm-{seed}", seed=seed, ap=ap))
+        put(root, make_record(f"hm-{seed}", seed=seed, ap=ap, inversion=0.10 + 0.02 * seed))
     for seed, ap in enumerate((0.60, 0.62)):
         put(root, make_record(f"cal-{seed}", method="cal_mgm", seed=seed, ap=ap))
     put(root, make_record("cal-128", method="cal_mgm", resolution="128x96", ap=0.70))
@@ -206,6 +210,13 @@ def test_markdown_and_csv(runs: Path, tmp_path: Path) -> None:
     assert "| udp | hrnet_w32 | 64x48 | 90.0 (1) |" in md
     text = render_markdown(runs, paper_dir=PAPER)
     assert "### exp" in text and "### synth" in text
+    # keypoint error types: a second table where records have them (empty cells where they do not)
+    md = (tmp_path / "exp.md").read_text()
+    assert "| Method | Backbone | Input | Good | Jitter | Inversion | Swap | Miss |" in md
+    assert "| heatmap | hrnet_w32 | 64x48 | 38.0 ± 2.0 | 30.0 ± 0.0 | 12.0 ± 2.0 | 5.0 ± 0.0 | 15.0 ± 0.0 |" in md
+    assert "| cal_mgm | hrnet_w32 | 64x48 |  |  |  |  |  |" in md
+    assert hm["err_inversion_pct_mean"] == pytest.approx(12.0)
+    assert "Keypoint error types" not in (tmp_path / "synth.md").read_text()
 
 
 def test_records_without_experiment(tmp_path: Path) -> None:

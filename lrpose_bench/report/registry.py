@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from lrpose_bench.evaluation.error_types import ERROR_TYPES
 from lrpose_bench.records import COCO_STAT_NAMES, RecordError, iter_records
 
 #: Columns that identify a setting (everything but the seed).
@@ -24,6 +25,8 @@ GROUP_KEYS: tuple[str, ...] = (
 )
 #: Name used for records whose ``experiment`` is null.
 NO_EXPERIMENT = "adhoc"
+#: Row columns of the keypoint error types (fractions of labelled joints; NaN for records without them).
+ERROR_STATS: tuple[str, ...] = tuple(f"err_{t}" for t in ERROR_TYPES)
 
 
 class ReportError(ValueError):
@@ -76,9 +79,16 @@ def record_row(record: Mapping[str, Any], source: str) -> dict[str, Any]:
         "profile": record["profile"],
         "seed": record["seed"],
         **stats,
+        **_error_types(record),
         "mean_error_px": float(record["mean_error_px"]),
         "created": record["created"],
     }
+
+
+def _error_types(record: Mapping[str, Any]) -> dict[str, float]:
+    """``err_<type>`` fractions from the record's ``error_types`` (GT-box runs), NaN when absent."""
+    overall = (record.get("error_types") or {}).get("overall") or {}
+    return {f"err_{t}": float(overall[t]) if overall.get(t) is not None else math.nan for t in ERROR_TYPES}
 
 
 def load_records(runs_dir: str | Path) -> pd.DataFrame:
@@ -156,7 +166,7 @@ def option_labels(frame: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def aggregate(frame: pd.DataFrame, stats: tuple[str, ...] = COCO_STAT_NAMES) -> pd.DataFrame:
+def aggregate(frame: pd.DataFrame, stats: tuple[str, ...] = COCO_STAT_NAMES + ERROR_STATS) -> pd.DataFrame:
     """Mean, sample standard deviation (ddof=1; NaN for one run) and ``n`` over seeds per setting.
 
     Columns: :data:`GROUP_KEYS`, ``pixels``, ``n``, ``seeds``, and ``<stat>_mean`` / ``<stat>_std`` for

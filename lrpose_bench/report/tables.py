@@ -21,7 +21,7 @@ import pandas as pd
 
 from lrpose_bench.io import write_text
 from lrpose_bench.report.paper import TABLE_SHORT, load_paper, match_paper
-from lrpose_bench.report.registry import ReportError, aggregate, load_records
+from lrpose_bench.report.registry import ERROR_STATS, ReportError, aggregate, load_records
 
 #: Metrics shown in the tables (the paper's columns), record stat names.
 TABLE_STATS: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR")
@@ -54,6 +54,7 @@ class ReportTable:
     constants: dict[str, str] = field(default_factory=dict)
     shown_keys: tuple[str, ...] = ()
     has_paper: bool = False
+    has_error_types: bool = False  # records with keypoint error types (GT boxes): a second table
 
     @property
     def label(self) -> str:
@@ -74,7 +75,7 @@ def build_tables(records: pd.DataFrame, paper: pd.DataFrame, experiment: str | N
     tables = []
     for name, part in agg.groupby("experiment", sort=True):
         data = part.reset_index(drop=True).copy()
-        for stat in (*TABLE_STATS,):
+        for stat in (*TABLE_STATS, *ERROR_STATS):
             data[f"{stat}_pct_mean"] = 100.0 * data[f"{stat}_mean"]
             data[f"{stat}_pct_std"] = 100.0 * data[f"{stat}_std"]
         paper_ap, paper_src, paper_label = [], [], []
@@ -90,7 +91,8 @@ def build_tables(records: pd.DataFrame, paper: pd.DataFrame, experiment: str | N
         constants = {k: str(data[k].iloc[0]) for k in OPTIONAL_KEYS if data[k].nunique() == 1}
         shown = tuple(k for k in OPTIONAL_KEYS if k not in constants)
         tables.append(
-            ReportTable(str(name), data, constants, shown, has_paper=bool(data["paper_AP"].notna().any()))
+            ReportTable(str(name), data, constants, shown, has_paper=bool(data["paper_AP"].notna().any()),
+                        has_error_types=bool(data[f"{ERROR_STATS[0]}_mean"].notna().any()))  # fmt: skip
         )
     return tables
 
@@ -208,13 +210,38 @@ def caption_text(table: ReportTable, fmt: str) -> str:
     return " ".join(parts)
 
 
+def error_frame(table: ReportTable, fmt: str) -> pd.DataFrame:
+    """The keypoint error types table's text cells: method, backbone, input, then each type's share of
+    the labelled joints (%, mean ± std over seeds)."""
+    latex = fmt == "latex"
+    pm = r"$\pm$" if latex else "±"
+    esc = latex_escape if latex else (lambda s: s.replace("|", r"\|"))
+    headers = ["Method", "Backbone", "Input", *(s.removeprefix("err_").capitalize() for s in ERROR_STATS)]
+    rows = [
+        [esc(method_text(r["method"], r["label"])), esc(str(r["backbone"])), esc(str(r["resolution"])),
+         *(stat_cell(r[f"{s}_pct_mean"], r[f"{s}_pct_std"], None, pm) for s in ERROR_STATS)]
+        for _, r in table.data.iterrows()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=headers)
+
+
+def error_caption(table: ReportTable, fmt: str) -> str:
+    """Caption of the error types table."""
+    pct, pm = (r"\%", r"$\pm$") if fmt == "latex" else ("%", "±")
+    return (
+        f"Keypoint error types ({pct} of labelled joints, mean {pm} standard deviation over seeds; ground-truth "
+        "boxes), after Ronchi and Perona (ICCV 2017): good (keypoint similarity ks >= 0.85), jitter "
+        "(0.5 <= ks < 0.85), inversion (on the left/right partner joint), swap (on another person), miss."
+    ).replace(">=", r"$\geq$" if fmt == "latex" else ">=").replace("<", r"$<$" if fmt == "latex" else "<")
+
+
 def render_latex(table: ReportTable) -> str:
     """The table as LaTeX (booktabs, caption, label) via pandas' ``Styler.to_latex``."""
     text, bold = display_frame(table, "latex")
     styler = text.style.hide(axis="index")
     styler = styler.apply(lambda _: bold.replace({True: "textbf:--rwrap;", False: ""}), axis=None)
     column_format = "".join(a for _, _, a in _columns(table, "latex"))
-    return styler.to_latex(
+    text = styler.to_latex(
         column_format=column_format,
         position="htbp",
         position_float="centering",
@@ -222,6 +249,13 @@ def render_latex(table: ReportTable) -> str:
         label=table.label,
         caption=caption_text(table, "latex"),
     )
+    if table.has_error_types:
+        errors = error_frame(table, "latex")
+        text += "\n" + errors.style.hide(axis="index").to_latex(
+            column_format="lll" + "r" * len(ERROR_STATS), position="htbp", position_float="centering",
+            hrules=True, label=f"{table.label}-errors", caption=error_caption(table, "latex"),
+        )  # fmt: skip
+    return text
 
 
 def render_markdown_table(table: ReportTable) -> str:
@@ -232,13 +266,22 @@ def render_markdown_table(table: ReportTable) -> str:
     header = "| " + " | ".join(text.columns) + " |"
     rule = "| " + " | ".join("---:" if a == "r" else ":---" for a in aligns) + " |"
     body = ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False, name=None)]
-    return "\n".join([f"### {table.experiment}", "", header, rule, *body, "", caption_text(table, "markdown"), ""])
+    lines = [f"### {table.experiment}", "", header, rule, *body, "", caption_text(table, "markdown"), ""]
+    if table.has_error_types:
+        errors = error_frame(table, "markdown")
+        lines += [
+            "| " + " | ".join(errors.columns) + " |",
+            "| " + " | ".join([":---"] * 3 + ["---:"] * len(ERROR_STATS)) + " |",
+            *("| " + " | ".join(row) + " |" for row in errors.itertuples(index=False, name=None)),
+            "", error_caption(table, "markdown"), "",
+        ]  # fmt: skip
+    return "\n".join(lines)
 
 
 def csv_frame(table: ReportTable) -> pd.DataFrame:
     """The numbers of a table, unformatted: metrics in percent (``<stat>_pct_mean``/``_pct_std``)."""
     keys = ["experiment", "method", "label", "backbone", "resolution", "dataset", "boxes", "profile", "n", "seeds"]
-    stats = [f"{s}_pct_{m}" for s in TABLE_STATS for m in ("mean", "std")]
+    stats = [f"{s}_pct_{m}" for s in (*TABLE_STATS, *ERROR_STATS) for m in ("mean", "std")]
     return table.data.loc[:, keys + stats + ["paper_AP", "paper_source", "paper_label", "delta_AP"]]
 
 
