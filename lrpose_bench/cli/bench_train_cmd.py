@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -108,7 +108,7 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     )
 
 
-def _print_profile(trainer, batch, dev) -> None:  # noqa: ANN001 - Trainer, device batch, torch.device
+def _print_profile(trainer: Any, batch: dict[str, Any], dev: Any) -> None:
     """torch.profiler over 5 training steps: the operators with the most self time (device, else CPU)."""
     import torch
     from torch.profiler import ProfilerActivity, profile

@@ -37,7 +37,8 @@ from lrpose_bench.method import Geometry, PoseMethod
 class Predictions:
     """Predictions of a whole evaluation set (numpy, dataset order).
 
-    ``coords (N,K,2)`` image px; ``scores (N,K)``; ``gt (N,K,3)`` image px with COCO visibility, ``gt_areas (N,)`` its area px^2;
+    ``coords (N,K,2)`` image px; ``scores (N,K)``; ``gt (N,K,3)`` image px with COCO visibility and
+    ``gt_areas (N,)`` the annotated areas px^2 (GT boxes; the detection's area otherwise);
     ``coarse_errors (N,K,2)`` heatmap px (coarse prediction - ground truth) with ``coarse_valid (N,K)``,
     or ``None`` for methods without a coarse heatmap; ``ok (N,)`` False where the image was undecodable.
     """
