@@ -114,3 +114,25 @@ def test_eval_checkpoint_refuses_other_data(tiny_embedded: Path, tmp_path: Path)
     again = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "heatmap-64x48-tiny-s0"), "--workers", "0"])
     assert again.exit_code == 1
     assert "was trained on a dataset with hash" in again.output and str(data) in again.output
+
+
+@pytest.mark.slow
+def test_update_record_adds_the_new_evaluation(tiny_embedded: Path, tmp_path: Path) -> None:
+    """--update-record rewrites a record's evaluation (here: one made before error types existed)."""
+    res = runner.invoke(app, ["run", "--method", "heatmap", "--res", "64x48", "--data", str(tiny_embedded), "--backbone",
+                              "tiny", "--epochs", "1", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "heatmap-64x48-tiny-s0"
+    record = json.loads((run_dir / "record.json").read_text())
+    old = dict(record)
+    del record["error_types"]
+    (run_dir / "record.json").write_text(json.dumps(record))
+    refused = runner.invoke(app, ["eval", "--checkpoint", str(run_dir), "--no-flip", "--update-record", "--workers", "0"])
+    assert refused.exit_code == 1 and "flip" in refused.output
+    assert "error_types" not in json.loads((run_dir / "record.json").read_text())
+    again = runner.invoke(app, ["eval", "--checkpoint", str(run_dir), "--update-record", "--workers", "0"])
+    assert again.exit_code == 0, again.output
+    new = json.loads((run_dir / "record.json").read_text())
+    assert new["error_types"] == old["error_types"] and new["stats"] == old["stats"]
+    assert new["reevaluated"]["AP_before"] == old["stats"]["AP"]
+    assert runner.invoke(app, ["eval", "--predictions", "p.json", "--annotations", "a.json", "--update-record"]).exit_code == 2

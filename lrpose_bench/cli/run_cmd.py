@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from lrpose_bench.cli.common import DATA_HELP, UserError, console, fail, parse_res, parse_set, run_guarded
+from lrpose_bench.cli.common import DATA_HELP, UserError, console, err_console, fail, parse_res, parse_set, run_guarded
 
 #: ``--sr/--sr-scale/--sr-weights`` are shorthands for these method options.
 SR_SHORTHANDS = {"sr": "sr", "sr_scale": "sr_scale", "sr_weights": "sr_weights"}
@@ -103,15 +103,23 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
         as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON instead of a table."),
+        update_record: bool = typer.Option(
+            False, "--update-record",
+            help="With --checkpoint RUN: write this evaluation into the run's record.json and predictions.json "
+                 "(adds metrics of a newer evaluator; same boxes and flip setting as the record).",
+        ),  # fmt: skip
     ) -> None:
         """Score a saved run again (--checkpoint) or a COCO results file (--predictions + --annotations)."""
         if (checkpoint is None) == (predictions is None):
             fail("give either --checkpoint RUN, or --predictions P.json with --annotations GT.json", 2)
         if predictions is not None and annotations is None:
             fail("--predictions needs --annotations GT.json", 2)
+        if update_record and checkpoint is None:
+            fail("--update-record needs --checkpoint RUN", 2)
         run_guarded(
             _eval, checkpoint=checkpoint, predictions=predictions, annotations=annotations, det_boxes=det_boxes,
             det_score_threshold=det_score_threshold, flip=flip, device=device, workers=workers, as_json=as_json,
+            update_record=update_record,
         )  # fmt: skip
 
 
@@ -155,8 +163,10 @@ def _run(
 def _eval(
     *, checkpoint: Path | None, predictions: Path | None, annotations: Path | None, det_boxes: Path | None,
     det_score_threshold: float | None, flip: bool, device: str, workers: int | None, as_json: bool,
+    update_record: bool = False,
 ) -> None:
     from lrpose_bench.engine.runner import evaluate_checkpoint, stats_table
+    from lrpose_bench.engine.runner import update_record as write_evaluation
 
     if predictions is not None:
         from lrpose_bench.evaluation import evaluate_results_file
@@ -175,6 +185,10 @@ def _eval(
         title = f"{meta['method']} {meta['resolution']} {meta.get('backbone')} after {meta['epoch']} epochs ({meta['boxes']} boxes, flip {'on' if flip else 'off'})"
         extra = {"mean_error_px": result.mean_error, "instances": result.instances, "boxes": meta["boxes"],
                  "error_types": result.error_types}  # fmt: skip
+        if update_record:
+            run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
+            write_evaluation(run_dir, result, meta["boxes"], flip)
+            err_console.print(f"updated {run_dir / 'record.json'}", highlight=False)
     if as_json:
         typer.echo(json.dumps({"stats": stats, **extra}, indent=2))
         return

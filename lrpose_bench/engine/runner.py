@@ -398,6 +398,35 @@ def write_outputs(run_dir: Path, record: dict[str, Any], result: EvalResult, met
 # --------------------------------------------------------------------------------------------------
 # Re-evaluation of a saved run (`lrpose eval --checkpoint`)
 # --------------------------------------------------------------------------------------------------
+def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool) -> dict[str, Any]:
+    """Rewrite the evaluation fields of ``run_dir/record.json`` (stats, per-joint and mean errors, error
+    types, eval time) and ``predictions.json`` from ``result``, e.g. to add metrics that a newer evaluator
+    computes. The evaluation must use the record's boxes and flip setting; ``reevaluated`` notes when, by
+    which commit, and the AP before. Returns the new record."""
+    record = read_json(run_dir / "record.json", "result record")
+    if boxes != record.get("boxes") or flip != record.get("hparams", {}).get("flip_test", True):
+        raise ValueError(
+            f"--update-record: {run_dir}/record.json was evaluated with boxes {record.get('boxes')!r}, flip "
+            f"{record.get('hparams', {}).get('flip_test')}; this evaluation used boxes {boxes!r}, flip {flip}"
+        )
+    before = record["stats"].get("AP")
+    record |= {
+        "stats": {k: float(v) for k, v in result.stats.items()},
+        "per_joint_error_px": (
+            {n: _finite_or_none(float(v)) for n, v in zip(KEYPOINT_NAMES, result.per_joint_error)}
+            if result.per_joint_error is not None else record["per_joint_error_px"]
+        ),
+        "mean_error_px": float(result.mean_error) if result.mean_error is not None else record["mean_error_px"],
+        "error_types": result.error_types,
+        "eval_seconds": float(result.seconds),
+        "reevaluated": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "git_commit": git_commit(), "AP_before": before},
+    }  # fmt: skip
+    write_json(run_dir / "predictions.json", result.results, indent=None)
+    write_record(run_dir, record)
+    return record
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path, *, det_boxes: str | None = None, flip: bool | None = None, device: str = "auto",
     workers: int | None = None, det_score_threshold: float | None = None,
