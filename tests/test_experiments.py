@@ -68,7 +68,10 @@ def test_shipped_files_cover_the_issue() -> None:
     embedded = expand(load_experiment(REPO / "experiments" / "embedded.toml"))
     assert {r.method for r in embedded} == set(METHODS)
     assert {r.resolution for r in embedded} == {"64x48"} and {r.seed for r in embedded} == {0}
-    assert len(embedded) == len(METHODS)  # every method once, at the paper's hardest size
+    # every method once at the paper's hardest size, plus CAL and CAL + MGM with the lighter offset loss
+    assert len(embedded) == len(METHODS) + 2
+    extra = [r for r in embedded if r.options]
+    assert {(r.method, r.options["offset_loss_weight"]) for r in extra} == {("cal", 0.1), ("cal_mgm", 0.1)}
     # the quick profile's budget, except SR + heatmap: the same compute on its 4x larger training crops
     assert all(r.hparams == {} for r in embedded if r.method != "sr_heatmap")
     assert all(r.sr == {"model": "bicubic", "scale": 2} and r.hparams["epochs"] == 25
