@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from lrpose_bench.geometry import AxisMap, input_to_heatmap
+from lrpose_bench.heads import MapHead, MapHeadSpec
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,25 @@ class PoseMethod:
         """Optional module applied to the crop before the backbone (e.g. super-resolution); default none."""
         return None
 
+    def head_spec(self, geometry: Geometry) -> MapHeadSpec | None:
+        """The per-pixel head this method wants (outputs, blocks before each final 1x1 conv, outputs on a
+        private copy of the backbone's last stage), or ``None`` when it builds its head itself
+        (:meth:`build_head`). The core assembles the model from it (``models.assemble``)."""
+        return None
+
     def build_head(self, in_channels: int, num_keypoints: int, geometry: Geometry) -> nn.Module:
-        """The output layer on the stride-``stride`` feature map; returns a module producing ``outputs``."""
-        raise NotImplementedError
+        """The output layer on the stride-``stride`` feature map; returns a module producing ``outputs``.
+
+        Default: the :class:`MapHead` of :meth:`head_spec` on one shared feature map (a spec with decoupled
+        outputs needs the backbone too: the core's ``assemble_model`` builds it).
+        """
+        spec = self.head_spec(geometry)
+        if spec is None:
+            raise NotImplementedError(f"method {self.name!r} defines neither head_spec nor build_head")
+        if spec.decoupled:
+            raise ValueError(f"method {self.name!r}: decoupled outputs {spec.decoupled} need the backbone; "
+                             "build the model with lrpose_bench.models.assemble.assemble_model")
+        return MapHead.from_spec(spec, in_channels, num_keypoints)
 
     # ------------------------------------------------------------------ codecs
     def encode(self, keypoints: torch.Tensor, visibility: torch.Tensor, geometry: Geometry) -> dict[str, torch.Tensor]:
@@ -188,6 +205,10 @@ METHODS: dict[str, str] = {
     "cal_mgm": "lrpose_bench.methods.cal:CALMGMMethod",
     "simcc": "lrpose_bench.methods.simcc:SimCCMethod",
     "sr_heatmap": "lrpose_bench.methods.sr_heatmap:SRHeatmapMethod",
+    "rle": "lrpose_bench.methods.rle:RLEMethod",
+    "ipr": "lrpose_bench.methods.ipr:IPRMethod",
+    "dsnt": "lrpose_bench.methods.dsnt:DSNTMethod",
+    "debias_ipr": "lrpose_bench.methods.debias_ipr:DebiasIPRMethod",
 }
 
 
@@ -200,7 +221,10 @@ def method_class(name: str) -> type[PoseMethod]:
 
 
 def parse_option_value(cls: type[PoseMethod], key: str, text: str) -> Any:
-    """Convert ``--set key=text`` to the type of the option field ``key`` of ``cls.Options``."""
+    """Convert ``--set key=text`` to the type of the option field ``key`` of ``cls.Options``; a value of
+    the wrong type, or a NaN / infinite number, raises ``OptionValueError`` naming the method and option."""
+    from lrpose_bench.errors import OptionValueError
+
     fields = {f.name: f for f in dataclasses.fields(cls.Options)}
     if key not in fields:
         raise KeyError(f"method {cls.name!r} has no option {key!r}; options: {', '.join(fields) or '(none)'}")
@@ -208,15 +232,22 @@ def parse_option_value(cls: type[PoseMethod], key: str, text: str) -> Any:
     if isinstance(default, bool):
         low = text.strip().lower()
         if low not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
-            raise ValueError(f"option {key!r} of method {cls.name!r} takes true/false, got {text!r}")
+            raise OptionValueError(f"--set {key}={text!r}: option {key!r} of method {cls.name!r} takes true/false")
         return low in {"true", "1", "yes", "on"}
-    if isinstance(default, int) and not isinstance(default, bool):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    if isinstance(default, tuple):
-        return tuple(type(default[0])(v) for v in text.split(",")) if default else tuple(text.split(","))
-    return text
+    kind = type(default[0]) if isinstance(default, tuple) and default else type(default)
+    try:
+        if isinstance(default, tuple):
+            value: Any = tuple(kind(v) for v in text.split(",")) if default else tuple(text.split(","))
+        elif isinstance(default, (int, float)):
+            value = kind(text)
+        else:
+            return text
+    except ValueError:
+        noun = {int: "integer", float: "number"}.get(kind, kind.__name__)
+        article = "an" if noun[0] in "aeiou" else "a"
+        what = f"a comma-separated list of {noun}s" if isinstance(default, tuple) else f"{article} {noun}"
+        raise OptionValueError(f"--set {key}={text!r}: option {key!r} of method {cls.name!r} takes {what}") from None
+    return _check_option(cls, key, value)
 
 
 def build_method(name: str, options: Mapping[str, Any] | None = None) -> PoseMethod:
@@ -230,10 +261,19 @@ def build_method(name: str, options: Mapping[str, Any] | None = None) -> PoseMet
 
 
 def _check_option(cls: type[PoseMethod], key: str, value: Any) -> Any:
+    """``value`` for option ``key`` of ``cls``: a known option, and no NaN or infinite number in it."""
+    import math
+
+    from lrpose_bench.errors import OptionValueError
+
     names = {f.name for f in dataclasses.fields(cls.Options)}
     if key not in names:
         raise KeyError(f"method {cls.name!r} has no option {key!r}; options: {', '.join(sorted(names)) or '(none)'}")
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        raise OptionValueError(f"--set {key}={value!r}: option {key!r} of method {cls.name!r} must be a finite number")
     return value
 
 
-__all__ = ["PoseMethod", "Stage", "Geometry", "PredictFn", "METHODS", "method_class", "build_method", "field"]
+__all__ = ["PoseMethod", "Stage", "Geometry", "PredictFn", "MapHeadSpec", "METHODS", "method_class", "build_method",
+           "field"]

@@ -8,27 +8,39 @@ Heatmap + x/y offset learning in UDP's unbiased coordinate system, with the pape
 (b) *Mixture Gaussian Mask* (MGM, :class:`CALMGMMethod`): a Gaussian mixture fitted to the coarse
     (argmax) errors weights the offset loss where the coarse prediction tends to land.
 
-Choices (each a named option; see ``Options``):
+Choices (each a named option; see ``Options``), checked against the release (ilovepose/
+Low-resolution-human-pose: lib/models/pose_hrnet.py, lib/core/loss.py, lib/utils/image.py,
+experiments/coco/hrnet/*.yaml):
 
-* ``target`` default ``"gaussian_disc"`` = the paper's ``G = B * C`` (claim 4 is what this suite tests).
-  The released configs train a sub-pixel Gaussian instead (``"subpixel_gaussian"``, drawn in a
-  ``3 sigma`` window as HRNet does); ``"disc"`` is the plain binary disc of UDP.
-* ``radius`` 4 heatmap px at every resolution (released code), for ``B`` and the offset mask.
+* ``network`` default ``"released"``: the release's network. Its stage 4 is built twice from stage 3's
+  outputs (``transition3`` + ``stage4`` for the heatmaps, ``transition3_om`` + ``stage4_om`` for the
+  offsets; W48's offset stage is 144 wide on its stride-4 branch), and each head is two BasicBlocks
+  before its 1x1 convolution, so heatmaps and offsets share only the trunk (HRNet: stem to stage 3; the
+  tiny backbone: stem and encoder; ResNet: the ResNet). ImageNet weights load into the heatmap path only
+  and the offset stage starts from HRNet's init, as in the release (``tail_init="copy"`` copies the
+  pretrained stage instead). Why the default: with ``"shared"`` (two 1x1 heads on one feature map, the
+  suite's first network, kept as an ablation) the offset L1 term governs the shared features of a small
+  network and puts about a quarter of the limb joints on their left/right partner; see
+  results/embedded/README.md for the measured comparison at 64x48 and 128x96.
+* ``target`` default ``"gaussian_disc"`` = the paper's ``G = B * C`` (what the paper claims). The
+  released configs train a sub-pixel Gaussian (``"subpixel_gaussian"``, ``TARGET_TYPE: gaussian``),
+  drawn over the whole map as the release does; ``"disc"`` is the plain binary disc of UDP.
+* ``radius`` 4 heatmap px at every resolution (``KPD: 4.0``), for ``B`` and the offset mask.
 * ``sigma`` 0 = auto: :func:`lrpose_bench.codecs.auto_sigma`, 2 px at a 64x48 heatmap scaled with its
   width -> 1.0 at 128x96 input (the released value), 0.5 at 64x48 (released W48; W32 used 0.3).
-* offsets ``(joint - pixel) / offset_normaliser`` (1.5, released) inside the disc, loss L1 (released).
-* offset loss weighted per pixel by the heatmap target ``G`` (``offset_weighting="target"``, default)
-  or by the disc (``"disc"``, UDP-style). With a radius-4 disc on a 16x12 heatmap the disc weighting puts
-  most of the loss on far pixels, where the offsets are long ramps that the argmax never reads; on the
-  embedded data at 64x48 (tiny backbone, 100 epochs, seed 0) it gave 17.6 AP against 40.5 with ``"target"``, and
-  the offset term starved the heatmap (its MSE barely fell).
+* offsets ``(joint - pixel) / offset_normaliser`` (``LOCREF_STDEV: 1.5``) inside the disc, loss L1
+  (``SMOOTH_L1: false``).
+* offset loss weighted per pixel by the Gaussian-weighted disc (``offset_weighting="target"``, default).
+  The release (``GT_MASK: true``) uses ``B * C / MASK_SIGMA``: the same at 128x96 (sigma 1), twice ours
+  at 64x48 with the auto sigma 0.5; ``"released"`` reproduces it exactly. ``"disc"`` weights every disc
+  pixel the same (UDP-style); with a radius-4 disc on a 16x12 heatmap it puts most of the loss on far
+  pixels, whose long offset ramps the argmax never reads (17.6 against 40.5 AP at 64x48 on the shared
+  network, seed 0).
 * loss ``heatmap_loss_weight * MSE(heatmaps) + offset_loss_weight * L1(offsets)`` (0.5 and 0.7, the
-  released W32 values). On the embedded data at 64x48 (tiny backbone, 3 seeds) 0.7 leaves 23 % of the
-  joints on their left/right partner and 41.6 AP; ``offset_loss_weight=0.1`` gives 8 % and 66.2 AP
-  (results/embedded). The heatmap MSE is the mean over all ``B*K*h*w`` pixels of weighted joints; the
-  offset loss is the ``|error|`` over the 2 channels times the per-pixel weight above (the disc times the
-  MGM in stage 2), averaged over every pixel (``offset_reduction="pixels"``) or over the weight's sum
-  (``"mask"``).
+  released W32 values; W48 uses 1.0). As in the release, the heatmap MSE is the mean over all
+  ``B*K*h*w`` pixels of weighted joints and the offset L1 the mean over all ``B*K*2*h*w`` values of
+  ``|error| * weight`` (``offset_reduction="pixels"``; ``"mask"`` averages over the weight's sum
+  instead). The release sums per-joint means and divides by ``K``, which is the same number.
 * decode: argmax of the (flip-merged) heatmap + ``offset_normaliser * offset`` read at the argmax,
   mapped back with UDP's ``(n-1)`` scaling; no DARK, no quarter shift (released).
 
@@ -43,7 +55,6 @@ from typing import Any, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lrpose_bench.codecs import (
     argmax_2d,
@@ -56,20 +67,21 @@ from lrpose_bench.codecs import (
     round_half_up,
     window_visible,
 )
-from lrpose_bench.heads import MapHead
+from lrpose_bench.errors import OptionValueError
+from lrpose_bench.heads import MapHeadSpec, check_network_options, offset_head_spec
 from lrpose_bench.method import Geometry, PoseMethod, PredictFn, Stage
 from lrpose_bench.mixture import COVARIANCE_TYPES, Mixture2D, fit_mixture, render_mask
 
 TARGETS: tuple[str, ...] = ("gaussian_disc", "disc", "subpixel_gaussian")
 OFFSET_LOSSES: tuple[str, ...] = ("l1", "smooth_l1", "l2")
 FIT_SCOPES: tuple[str, ...] = ("epoch", "batch")
-OFFSET_WEIGHTINGS: tuple[str, ...] = ("disc", "target")
+OFFSET_WEIGHTINGS: tuple[str, ...] = ("disc", "target", "released")
 
 
 def _check_choice(method: str, option: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"method {method!r}: option {option}={value!r} is not one of {', '.join(map(str, choices))}")
+        raise OptionValueError(f"method {method!r}: option {option}={value!r} is not one of {', '.join(map(str, choices))}")
 
 
 class CALMethod(PoseMethod):
@@ -101,10 +113,21 @@ class CALMethod(PoseMethod):
         #: one scale) or "mask" (over the masked pixels only, DEKR-style; makes the offset term ~100x the
         #: heatmap MSE, which starves the heatmap in short schedules).
         offset_reduction: str = "pixels"
-        #: per-pixel weight of the offset loss (stage 1 of CAL + MGM): "target" (the heatmap target
-        #: itself, G = B*C: the confidence-aware weighting, offsets learned where the argmax lands; the
-        #: release's ground-truth-mask switch) or "disc" (every pixel of the radius-R disc the same, UDP).
+        #: per-pixel weight of the offset loss (stage 1 of CAL + MGM): "target" (the Gaussian-weighted
+        #: disc B*C with peak 1: the confidence-aware weighting, offsets learned where the argmax lands),
+        #: "released" (the release's GT_MASK: B*C / sigma, i.e. "target" x 1/sigma: x1 at 128x96, x2 at
+        #: 64x48 with the auto sigma 0.5) or "disc" (every pixel of the radius-R disc the same, UDP).
         offset_weighting: str = "target"
+        #: the network: "released" (lib/models/pose_hrnet.py of the release: offsets on a private copy of
+        #: the backbone's last stage, two BasicBlocks before each 1x1 convolution) or "shared" (both 1x1
+        #: heads on one feature map; the suite's network before the release was read, kept as an ablation).
+        network: str = "released"
+        #: BasicBlocks before each final 1x1 convolution; -1 = as ``network`` implies (2 released, 0 shared).
+        head_blocks: int = -1
+        #: how the private last stage of ``network="released"`` starts: "fresh" (HRNet's init; the release
+        #: loads ImageNet weights by name, so its stage4_om stays random) or "copy" (the shared stage's
+        #: weights after pretrained loading).
+        tail_init: str = "fresh"
 
     def __init__(self, options: "CALMethod.Options | None" = None, **overrides: Any) -> None:
         super().__init__(options, **overrides)
@@ -113,11 +136,12 @@ class CALMethod(PoseMethod):
         _check_choice(self.name, "offset_weighting", o.offset_weighting, OFFSET_WEIGHTINGS)
         _check_choice(self.name, "offset_loss", o.offset_loss, OFFSET_LOSSES)
         _check_choice(self.name, "offset_reduction", o.offset_reduction, ("pixels", "mask"))
+        check_network_options(self.name, o)
         for key in ("radius", "offset_normaliser"):
             if getattr(o, key) <= 0:
-                raise ValueError(f"method {self.name!r}: option {key}={getattr(o, key)!r} must be > 0")
+                raise OptionValueError(f"method {self.name!r}: option {key}={getattr(o, key)!r} must be > 0")
         if o.sigma < 0:
-            raise ValueError(f"method {self.name!r}: option sigma={o.sigma!r} must be >= 0 (0 = auto)")
+            raise OptionValueError(f"method {self.name!r}: option sigma={o.sigma!r} must be >= 0 (0 = auto)")
 
     # ------------------------------------------------------------------ data needs
     @property
@@ -130,17 +154,19 @@ class CALMethod(PoseMethod):
         return float(self.options.sigma) if self.options.sigma > 0 else auto_sigma(heatmap_size)
 
     # ------------------------------------------------------------------ model
-    def build_head(self, in_channels: int, num_keypoints: int, geometry: Geometry) -> nn.Module:
-        """Separate 1x1 heatmap and offset convolutions (as the CAL release keeps separate heads)."""
-        return MapHead(in_channels, num_keypoints, {"heatmaps": 1, "offsets": 2})
+    def head_spec(self, geometry: Geometry) -> MapHeadSpec:
+        """Heatmaps (K) and offsets (2K) on the network named by ``network`` (released: decoupled)."""
+        o = self.options
+        return offset_head_spec(o.network, o.head_blocks, o.tail_init)
 
     # ------------------------------------------------------------------ codecs
     def encode(self, keypoints: torch.Tensor, visibility: torch.Tensor, geometry: Geometry) -> dict[str, torch.Tensor]:
         """Targets for keypoints ``(B, K, 2)`` crop px.
 
         Returns ``heatmaps (B,K,h,w)``, ``offsets (B,K,2,h,w)`` (normalised; zero off the disc, as UDP's
-        masked target), ``offset_mask (B,K,h,w)``
-        (the disc), ``centres (B,K,2)`` (joints in heatmap px) and ``weight (B,K)``: the visibility, zeroed
+        masked target), ``offset_mask (B,K,h,w)`` (the disc), ``offset_weight (B,K,h,w)`` (the per-pixel
+        weight of the offset loss, option ``offset_weighting``), ``centres (B,K,2)`` (joints in heatmap
+        px) and ``weight (B,K)``: the visibility, zeroed
         where the target's support (disc radius, or the ``3 sigma`` window) lies wholly off the map. The
         maps of weight-0 joints are zero.
         """
@@ -150,27 +176,32 @@ class CALMethod(PoseMethod):
         c = geometry.crop_to_heatmap.forward(keypoints.to(dtype))
         sigma = self.sigma_for(size)
         disc = disc_mask(c, size, o.radius)
+        gaussian = gaussian_heatmaps(c, size, sigma)  # sub-pixel, over the whole map (as released)
         if o.target == "gaussian_disc":
-            heatmaps, support = disc * gaussian_heatmaps(c, size, sigma), o.radius
+            heatmaps, support = disc * gaussian, o.radius
         elif o.target == "disc":
             heatmaps, support = disc, o.radius
         else:
-            heatmaps, support = gaussian_heatmaps(c, size, sigma, window=3.0 * sigma), 3.0 * sigma
+            heatmaps, support = gaussian, 3.0 * sigma
         weight = (visibility > 0).to(dtype) * window_visible(c, size, support).to(dtype)
         w4 = weight[..., None, None]
+        if o.offset_weighting == "disc":
+            offset_weight = disc
+        else:  # the Gaussian-weighted disc; the release's GT mask divides it by sigma
+            offset_weight = disc * gaussian / (sigma if o.offset_weighting == "released" else 1.0)
         return {
             "heatmaps": heatmaps * w4,
             "offsets": offset_maps(c, size, o.offset_normaliser) * (disc * w4)[:, :, None],
             "offset_mask": disc * w4,
+            "offset_weight": offset_weight * w4,
             "centres": c,
             "weight": weight,
         }
 
     def offset_weighting(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Per-pixel weight ``(B, K, h, w)`` of the offset loss: the disc, or the heatmap target (MGM: see there)."""
-        if self.options.offset_weighting == "target":
-            return targets["heatmaps"] * targets["offset_mask"]
-        return targets["offset_mask"]
+        """Per-pixel weight ``(B, K, h, w)`` of the offset loss (MGM: see there): the disc, the
+        Gaussian-weighted disc (peak 1), or the release's Gaussian mask (that divided by sigma)."""
+        return targets["offset_weight"]
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``total = heatmap_loss_weight * heatmap + offset_loss_weight * offset`` (terms reported unweighted)."""
@@ -201,6 +232,10 @@ class CALMethod(PoseMethod):
         off = gather_at(outputs["offsets"], coarse).to(coarse.dtype)  # (B, K, 2)
         fine = coarse + self.options.offset_normaliser * off
         return geometry.crop_to_heatmap.inverse(fine), scores
+
+    def targets_as_outputs(self, targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A perfect network's outputs: the heatmap and offset targets."""
+        return {"heatmaps": targets["heatmaps"], "offsets": targets["offsets"]}
 
     def coarse(self, outputs: Mapping[str, torch.Tensor], geometry: Geometry) -> torch.Tensor | None:
         """Integer argmax of the heatmaps, heatmap px ``(B, K, 2)``."""
@@ -265,8 +300,9 @@ class CALMGMMethod(CALMethod):
         mask_size: int = 7
         #: errors measured from the sub-pixel joint (true) or from its integer peak (false, released).
         mask_subpixel: bool = True
-        #: covariance regulariser added to the diagonal (heatmap px^2).
-        reg_covar: float = 1e-3
+        #: covariance regulariser added to the diagonal (heatmap px^2); 1e-6 = scikit-learn's default, which
+        #: the release uses (GaussianMixture with default arguments in lib/core/loss.py).
+        reg_covar: float = 1e-6
         #: at most this many errors enter one fit (a seeded random subset).
         max_fit_samples: int = 200_000
         #: random seed of the EM initialisation and the subset.
@@ -278,11 +314,11 @@ class CALMGMMethod(CALMethod):
         _check_choice(self.name, "fit_scope", o.fit_scope, FIT_SCOPES)
         _check_choice(self.name, "covariance", o.covariance, COVARIANCE_TYPES)
         if not 0.0 <= o.stage_split < 1.0:
-            raise ValueError(f"method {self.name!r}: option stage_split={o.stage_split!r} must be in [0, 1)")
+            raise OptionValueError(f"method {self.name!r}: option stage_split={o.stage_split!r} must be in [0, 1)")
         if o.n_components < 1:
-            raise ValueError(f"method {self.name!r}: option n_components={o.n_components!r} must be >= 1")
+            raise OptionValueError(f"method {self.name!r}: option n_components={o.n_components!r} must be >= 1")
         if o.mask_size < 1 or o.mask_size % 2 == 0:
-            raise ValueError(f"method {self.name!r}: option mask_size={o.mask_size!r} must be a positive odd integer")
+            raise OptionValueError(f"method {self.name!r}: option mask_size={o.mask_size!r} must be a positive odd integer")
         self._stage: str | None = None
         self._active = False
         self._mixture: Mixture2D | None = None

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import torch
-from torch import nn
 
 from lrpose_bench.codecs import (
     argmax_2d,
@@ -28,7 +27,8 @@ from lrpose_bench.codecs import (
     shift_right,
     window_visible,
 )
-from lrpose_bench.heads import MapHead
+from lrpose_bench.errors import OptionValueError
+from lrpose_bench.heads import MapHeadSpec
 from lrpose_bench.method import Geometry, PoseMethod
 
 
@@ -62,11 +62,14 @@ class HeatmapMethod(PoseMethod):
             ``w_hm - 1 - j``, which puts a joint ``1 - 1/stride`` px (0.75 at stride 4) left of where it
             belongs. HRNet's integer shift over-corrects by ``1/stride`` (0.25 px right); no shift leaves
             0.75 px left. Ignored under the unbiased transform, where the mirror is exact.
+        head_blocks: BasicBlocks before the final 1x1 convolution (0 = HRNet's head; 2 = the CAL
+            release's two-block head, the capacity control of the CAL experiment).
         """
 
         sigma: float = 0.0
         quarter_offset: bool = True
         flip_shift: bool = True
+        head_blocks: int = 0
 
     #: Target centres rounded to the nearest pixel (MSRA) or kept sub-pixel (DarkPose's encoding).
     rounded_targets: bool = True
@@ -81,9 +84,12 @@ class HeatmapMethod(PoseMethod):
         return 3.0 * self.sigma_for(geometry)
 
     # ------------------------------------------------------------------ model
-    def build_head(self, in_channels: int, num_keypoints: int, geometry: Geometry) -> nn.Module:
-        """One 1x1 conv to ``K`` heatmaps (HRNet's final layer)."""
-        return MapHead(in_channels, num_keypoints, {"heatmaps": 1})
+    def head_spec(self, geometry: Geometry) -> MapHeadSpec:
+        """``head_blocks`` BasicBlocks, then one 1x1 conv to ``K`` heatmaps (HRNet's final layer)."""
+        blocks = int(getattr(self.options, "head_blocks", 0))
+        if blocks < 0:
+            raise OptionValueError(f"method {self.name!r}: option head_blocks={blocks} must be >= 0")
+        return MapHeadSpec((("heatmaps", 1),), blocks)
 
     # ------------------------------------------------------------------ codecs
     def encode(self, keypoints: torch.Tensor, visibility: torch.Tensor, geometry: Geometry) -> dict[str, torch.Tensor]:

@@ -52,8 +52,10 @@ class SimCCMethod(PoseMethod):
         sigma: Gaussian label sigma in *bins*; ``0`` = auto: SimCC's 6.0 at 384 x-bins (256x192, k=2)
             scaled with the number of x-bins, i.e. a fixed width relative to the person:
             3.0 at 128x96 (k=2), 2.25 at 64x48 (k=3).
-        rounded_labels: centre each label on the joint's nearest bin as the release does; ``False`` keeps
-            the sub-bin centre (the argmax decoder cannot recover it, but training sees it).
+        rounded_labels: centre each label on the joint's nearest bin, as MMPose's ``SimCCLabel`` does
+            (``np.around(x * k)``); ``False`` centres it on the unrounded bin coordinate, as the SimCC
+            release does (its labels are Gaussians around ``x * k``; with ``aligned_bins=False`` too this
+            is the release's encoding). The argmax decoder cannot recover a sub-bin centre either way.
         aligned_bins: the bin convention of the module docstring (``True``) or SimCC's ``x * k``.
         """
 
@@ -99,16 +101,21 @@ class SimCCMethod(PoseMethod):
     def encode(self, keypoints: torch.Tensor, visibility: torch.Tensor, geometry: Geometry) -> dict[str, torch.Tensor]:
         """Label distributions ``simcc_x (B,K,L_x)``, ``simcc_y (B,K,L_y)`` and ``weight (B,K)``.
 
-        A joint whose label centre falls outside the bins gets weight 0 and all-zero labels (MMPose).
+        A joint keeps its weight while any bin of its ``3 sigma`` label window lies on the vectors (MMPose's
+        Gaussian mode: the window ``[c - 3 sigma, c + 3 sigma + 1)`` must overlap ``[0, L)`` on both axes),
+        so an in-crop joint whose centre falls just off the bins (the first half bin of SimCC's ``x * k``
+        convention) still trains on its truncated label; otherwise weight 0 and all-zero labels.
         """
         check_keypoints(keypoints, visibility, self.name)
         lx, ly = self.bins_for(geometry)
         b = self.to_bins(keypoints, geometry)
         if self.options.rounded_labels:
             b = round_half_up(b)
-        inside = (b[..., 0] >= -0.5) & (b[..., 0] <= lx - 0.5) & (b[..., 1] >= -0.5) & (b[..., 1] <= ly - 0.5)
-        weight = visibility.to(keypoints.dtype) * inside.to(keypoints.dtype)
         sigma = self.sigma_for(geometry)
+        radius = 3.0 * sigma
+        lengths = b.new_tensor([lx, ly])
+        inside = ((b - radius < lengths) & (b + radius + 1 >= 0)).all(-1)
+        weight = visibility.to(keypoints.dtype) * inside.to(keypoints.dtype)
         keep = (weight > 0).to(keypoints.dtype)[..., None]
         out = {}
         for key, axis, length in (("simcc_x", 0, lx), ("simcc_y", 1, ly)):

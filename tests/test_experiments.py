@@ -66,16 +66,26 @@ def test_shipped_files_cover_the_issue() -> None:
         "resolution_sweep", "embedded",
     }
     embedded = expand(load_experiment(REPO / "experiments" / "embedded.toml"))
-    assert {r.method for r in embedded} == set(METHODS)
-    assert {r.resolution for r in embedded} == {"64x48"} and {r.seed for r in embedded} == {0}
-    # every method once at the paper's hardest size, plus CAL and CAL + MGM with the lighter offset loss
-    assert len(embedded) == len(METHODS) + 2
-    extra = [r for r in embedded if r.options]
-    assert {(r.method, r.options["offset_loss_weight"]) for r in extra} == {("cal", 0.1), ("cal_mgm", 0.1)}
+    paper_methods = {"heatmap", "dark", "udp", "cal", "cal_mgm", "simcc", "sr_heatmap"}
+    assert {r.method for r in embedded} == paper_methods
+    assert {r.resolution for r in embedded} == {"64x48", "128x96"} and {r.seed for r in embedded} == {0}
+    by_name = {(r.name, r.resolution): r for r in embedded}
+    # the central rows and the two controls at both resolutions (issue 12)
+    central = {"heatmap": {}, "udp": {}, "cal_shared": {"network": "shared"}, "cal": {}, "cal_mgm": {},
+               "udp_released": {"network": "released"}, "heatmap_blocks": {"head_blocks": 2}}
+    for name, options in central.items():
+        for res in ("64x48", "128x96"):
+            assert by_name[(name, res)].options == options, (name, res)
+    assert by_name[("cal_released_target", "128x96")].options == {"target": "subpixel_gaussian"}
+    # the ablations tuned on this validation set stay on the shared network, at 64x48 only
+    for name in ("cal_off01", "cal_mgm_off01"):
+        assert by_name[(name, "64x48")].options == {"network": "shared", "offset_loss_weight": 0.1}
+        assert (name, "128x96") not in by_name
     # the quick profile's budget, except SR + heatmap: the same compute on its 4x larger training crops
     assert all(r.hparams == {} for r in embedded if r.method != "sr_heatmap")
-    assert all(r.sr == {"model": "bicubic", "scale": 2} and r.hparams["epochs"] == 25
-               for r in embedded if r.method == "sr_heatmap")
+    sr = {r.resolution: r for r in embedded if r.method == "sr_heatmap"}
+    assert all(r.sr == {"model": "bicubic", "scale": 2} for r in sr.values())
+    assert sr["64x48"].hparams["epochs"] == 25 and sr["128x96"].hparams["epochs"] == 6
     sweep = expand(load_experiment(REPO / "experiments" / "resolution_sweep.toml"))
     assert {r.method for r in sweep} == set(METHODS)
     main = expand(load_experiment(REPO / "experiments" / "lowres_128x96.toml"))

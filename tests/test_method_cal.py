@@ -32,11 +32,12 @@ def _one_joint(target: str):
     "target, expected",
     [
         # pixels (5,8): d^2 = 0.25; (7,7): d^2 = 3.25 (inside R=2); (7,9): d^2 = 4.85 (outside R, inside 3 sigma);
-        # (9,7): |dx| = 3.7 > 3 sigma
+        # (9,7): |dx| = 3.7 > 3 sigma, d^2 = 3.7^2 + 0.6^2 = 14.05
         ("gaussian_disc", {(5, 8): math.exp(-0.125), (7, 7): math.exp(-3.25 / 2), (7, 9): 0.0, (9, 7): 0.0}),
         ("disc", {(5, 8): 1.0, (7, 7): 1.0, (7, 9): 0.0, (9, 7): 0.0}),
+        # the release draws its Gaussian over the whole map (lib/utils/image.py draw_dense_reg)
         ("subpixel_gaussian", {(5, 8): math.exp(-0.125), (7, 7): math.exp(-3.25 / 2), (7, 9): math.exp(-4.85 / 2),
-                               (9, 7): 0.0}),
+                               (9, 7): math.exp(-14.05 / 2)}),
     ],
 )
 def test_targets_by_hand(target: str, expected: dict) -> None:
@@ -186,7 +187,7 @@ def test_mgm_stages_fit_and_loss() -> None:
     # one component: the mean is the sample mean of argmax - joint
     errs = torch.cat([torch.floor(b[1]["centres"] + shifts + 0.5) - b[1]["centres"] for b in batches]).reshape(-1, 2)
     assert np.allclose(m.mixture.means[0], errs.mean(0).numpy(), atol=1e-9)
-    assert np.allclose(m.mixture.covariances[0], np.cov(errs.numpy().T, bias=True) + 1e-3 * np.eye(2), atol=1e-9)
+    assert np.allclose(m.mixture.covariances[0], np.cov(errs.numpy().T, bias=True) + 1e-6 * np.eye(2), atol=1e-9)
     # the loss now weighs the offset error by disc * MGM
     mgm = render_mask(m.mixture, t["centres"], g.heatmap_size, 7)
     weight = t["offset_mask"] * mgm
@@ -230,3 +231,22 @@ def test_mgm_batch_scope_refits_only_in_training() -> None:
     assert m.mixture is first  # evaluation does not refit
     m.loss(out_b, t_b)
     assert m.mixture is not first and m.state_dict()["n_fits"] == 2
+
+
+@pytest.mark.parametrize(
+    ("weighting", "sigma", "expected"),
+    [
+        # pixel (5,8): d^2 = 0.25 from the joint (5.3, 7.6); (7,7): d^2 = 3.25; (7,9) is outside the R=2 disc
+        ("target", 1.0, {(5, 8): math.exp(-0.125), (7, 7): math.exp(-3.25 / 2), (7, 9): 0.0}),
+        ("disc", 1.0, {(5, 8): 1.0, (7, 7): 1.0, (7, 9): 0.0}),
+        # the release's GT mask: disc * exp(-d^2 / 2 sigma^2) / sigma (lib/utils/image.py, MASK_SIGMA = SIGMA)
+        ("released", 0.5, {(5, 8): math.exp(-0.25 / 0.5) / 0.5, (7, 7): math.exp(-3.25 / 0.5) / 0.5, (7, 9): 0.0}),
+    ],
+)
+def test_offset_weighting_by_hand(weighting: str, sigma: float, expected: dict) -> None:
+    m = build_method("cal", {"radius": 2.0, "sigma": sigma, "offset_weighting": weighting})
+    g = m.geometry(RES)
+    t = m.encode(_kp_from_hm(m, g, [[[5.3, 7.6]]]), torch.ones(1, 1), g)
+    weight = m.offset_weighting({}, t)[0, 0]
+    for (x, y), value in expected.items():
+        assert weight[y, x].item() == pytest.approx(value, rel=1e-6, abs=1e-12), (weighting, x, y)

@@ -103,3 +103,21 @@ def test_loss_zero_at_perfect_and_weight():
     assert m.loss({"heatmaps": pred}, t)["total"].item() == pytest.approx(0.5 * 0.01, rel=1e-5)
     t0 = dict(t, weight=torch.zeros(2, 17))
     assert m.loss({"heatmaps": pred}, t0)["total"].item() == 0.0
+
+
+@pytest.mark.parametrize(("x", "refined"), [(1.3, {"fit": 1.3, "skip": 1.0}), (5.3, {"fit": 5.3, "skip": 5.3})])
+def test_border_option_skips_peaks_near_the_border_like_darkpose(x: float, refined: dict) -> None:
+    # An exact log-quadratic (Gaussian) peak at heatmap x: 'fit' recovers it anywhere; 'skip' leaves peaks
+    # within 2 px of the border (x = 1 here) on their integer pixel, as DarkPose and MMPose do.
+    from lrpose_bench.codecs import dark_refine
+
+    xs = torch.arange(12, dtype=torch.float64)
+    ys = torch.arange(16, dtype=torch.float64)
+    hm = torch.exp(-((xs[None, :] - x) ** 2 + (ys[:, None] - 8.0) ** 2) / 2.0)[None, None]
+    coarse = torch.tensor([[[float(round(x)), 8.0]]], dtype=torch.float64)
+    for border, expected in refined.items():
+        out = dark_refine(hm, coarse, kernel=1, border=border)
+        assert out[0, 0, 0].item() == pytest.approx(expected, abs=1e-9), border
+        assert out[0, 0, 1].item() == pytest.approx(8.0, abs=1e-9)
+    with pytest.raises(ValueError, match="border"):
+        dark_refine(hm, coarse, border="edge")

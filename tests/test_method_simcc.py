@@ -65,11 +65,17 @@ def test_round_trip_bound(res, aligned):
 
 
 def test_edge_of_crop_has_a_bin_only_when_aligned():
-    kp = torch.tensor([[[-0.45, 5.0]]])
+    kp = torch.tensor([[[-0.45, 5.0]]], dtype=torch.float64)
+    vis = torch.ones(1, 1, dtype=torch.float64)
     m, g = _method()
-    assert m.encode(kp, torch.ones(1, 1), g)["weight"].item() == 1.0
+    t = m.encode(kp, vis, g)
+    assert t["weight"].item() == 1.0
+    assert abs(m.decode(m.targets_as_outputs(t), g)[0][0, 0, 0].item() + 0.45) <= 0.5 / m.ratio_for(g) + 1e-9
+    # SimCC's x * k bins: the joint keeps its weight (MMPose keeps a window that overlaps the bins) but its
+    # centre (bin -0.9 -> -1) has no bin, so the label is truncated and decodes to bin 0 = crop x 0.
     m2, g2 = _method(aligned_bins=False)
-    assert m2.encode(kp, torch.ones(1, 1), g2)["weight"].item() == 0.0
+    t2 = m2.encode(kp, vis, g2)
+    assert t2["weight"].item() == 1.0 and int(t2["simcc_x"][0, 0].argmax()) == 0
 
 
 def test_loss():
@@ -110,3 +116,27 @@ def test_head_shapes():
     assert m.coarse(out, g) is None
     with pytest.raises(ValueError, match="SimCC head built for a 16x12 feature map"):
         m.build_head(8, 17, g)(torch.randn(1, 8, 8, 6))
+
+
+def test_joint_in_the_first_half_bin_of_the_release_bins_keeps_its_label():
+    # SimCC's x * k bins (aligned_bins=False), k = 3: crop x = -0.4 is inside the crop (pixel 0 spans
+    # [-0.5, 0.5]) but its bin coordinate -1.2 rounds to -1, off the vector. MMPose's Gaussian mode keeps
+    # the joint (its 3-sigma window overlaps the bins); dropping it would lose an in-crop joint.
+    m, g = _method(res=(48, 64), aligned_bins=False, sigma=2.0)
+    kp = torch.tensor([[[-0.4, 20.0], [500.0, 20.0]]], dtype=torch.float64)
+    t = m.encode(kp, torch.ones(1, 2, dtype=torch.float64), g)
+    assert t["weight"].tolist() == [[1.0, 0.0]]  # the far joint's window misses the 144 x-bins
+    label = t["simcc_x"][0, 0]
+    assert float(label.sum()) == pytest.approx(1.0)
+    assert int(label.argmax()) == 0  # the truncated Gaussian around -1 peaks at bin 0
+    assert float(t["simcc_x"][0, 1].abs().sum()) == 0.0
+
+
+def test_release_label_centre_is_one_option_away():
+    # rounded_labels=False centres the label at the unrounded x * k (SimCC release), True at round(x * k) (MMPose)
+    for rounded, centre in ((True, 31.0), (False, 30.6)):
+        m, g = _method(res=(48, 64), aligned_bins=False, rounded_labels=rounded, sigma=2.0)
+        t = m.encode(torch.tensor([[[10.2, 20.0]]], dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64), g)
+        bins = torch.arange(t["simcc_x"].shape[-1], dtype=torch.float64)
+        mean = float((t["simcc_x"][0, 0] * bins).sum())
+        assert mean == pytest.approx(centre, abs=1e-6)

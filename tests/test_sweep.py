@@ -68,9 +68,11 @@ def test_dry_run_prints_plan_of_every_file(path: Path, tmp_path: Path) -> None:
 def test_dry_run_by_name_with_filters() -> None:
     result = runner.invoke(app, ["sweep", "embedded", "--dry-run", "--only", "cal,udp", "--seeds", "1"], env=WIDE)
     assert result.exit_code == 0, result.output
-    # "cal" names a method: its runs with other options (cal_off01) are selected too
-    assert "3 runs: 0 done, 3 to run" in result.output
-    for run_id in ("cal-tiny-64x48-s0", "cal_off01-tiny-64x48-s0", "udp-tiny-64x48-s0"):
+    # "cal" names a method: its runs with other options (cal_shared, cal_off01, ...) are selected too;
+    # "udp" likewise (udp_released); cal_mgm is another method and stays out
+    assert "11 runs: 0 done, 11 to run" in result.output
+    for run_id in ("cal-tiny-64x48-s0", "cal-tiny-128x96-s0", "cal_shared-tiny-128x96-s0", "cal_off01-tiny-64x48-s0",
+                   "udp-tiny-64x48-s0", "udp_released-tiny-128x96-s0"):
         assert run_id in result.output
     assert "cal_mgm-tiny" not in result.output and "-s1" not in result.output
 
@@ -80,10 +82,11 @@ def test_dry_run_shows_done_runs(tmp_path: Path) -> None:
     path.write_text(TINY)
     run_dir = tmp_path / "runs" / "tiny_sweep" / "udp-tiny-64x48-s0"
     run_dir.mkdir(parents=True)
-    (run_dir / "record.json").write_text(json.dumps(
-        {"method": {"name": "udp", "options": {}}, "resolution": "64x48", "seed": 0, "profile": "quick", "backbone": "tiny",
-             "dataset": {"root": str(embedded_dir())}}
-    ))
+    from test_report import make_record  # a record that follows the schema: only such a record counts as done
+
+    record = make_record("udp-tiny-64x48-s0", method="udp", backbone="tiny", profile="quick", experiment="tiny_sweep")
+    record["dataset"]["root"] = str(embedded_dir())
+    (run_dir / "record.json").write_text(json.dumps(record))
     result = sweep(str(path), "--dry-run", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     assert "2 runs: 1 done, 1 to run" in result.output
@@ -149,7 +152,11 @@ def test_print_commands_parse_back_into_lrpose_run(path: Path, tmp_path: Path) -
     assert len(lines) == len(runs)
     for line, run in zip(lines, runs):
         argv = shlex.split(line)
-        assert argv[:2] == ["lrpose", "run"]
+        assert argv[:2] == ["lrpose", run.command]
+        if run.command == "eval":  # an eval-only run (a checkpoint tested at this resolution)
+            assert argv[argv.index("--weights") + 1] == str(run.weights["file"])
+            assert argv[argv.index("--method") + 1] == run.method and argv[argv.index("--res") + 1] == run.resolution
+            continue
         params = command.make_context("run", argv[2:]).params  # the real option parser of `lrpose run`
         assert params["method"] == run.method
         assert params["res"] in (run.resolution, tuple(reversed([int(v) for v in run.resolution.split("x")])))
@@ -170,10 +177,11 @@ def test_print_commands_skip_done_and_resume_from_checkpoints(tmp_path: Path) ->
     (exp_dir / "heatmap-tiny-64x48-s0" / "checkpoints").mkdir(parents=True)
     (exp_dir / "heatmap-tiny-64x48-s0" / "checkpoints" / "last.pt").write_bytes(b"")
     (exp_dir / "udp-tiny-64x48-s0").mkdir()
-    (exp_dir / "udp-tiny-64x48-s0" / "record.json").write_text(json.dumps(
-        {"method": {"name": "udp", "options": {}}, "resolution": "64x48", "seed": 0, "profile": "quick", "backbone": "tiny",
-             "dataset": {"root": str(embedded_dir())}}
-    ))
+    from test_report import make_record  # a record that follows the schema: only such a record counts as done
+
+    record = make_record("udp-tiny-64x48-s0", method="udp", backbone="tiny", profile="quick", experiment="tiny_sweep")
+    record["dataset"]["root"] = str(embedded_dir())
+    (exp_dir / "udp-tiny-64x48-s0" / "record.json").write_text(json.dumps(record))
     result = runner.invoke(app, ["sweep", str(path), "--print-commands", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.strip()]

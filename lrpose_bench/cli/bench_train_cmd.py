@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from lrpose_bench.cli.common import DATA_HELP, bench_app, console, parse_res, run_guarded
+from lrpose_bench.cli.common import DATA_HELP, bench_app, console, parse_res, parse_set, run_guarded
 
 
 def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on the shared bench group
@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
         res: str = typer.Option("128x96", "--res", help="Input resolution HxW."),
         backbone: str = typer.Option("tiny", "--backbone", help="Backbone to time."),
         method: str = typer.Option("heatmap", "--method", help="Method whose head, targets and loss are timed."),
+        options: Optional[list[str]] = typer.Option(
+            None, "--set", help="Method option key=value (repeatable), e.g. --set network=shared to time CAL's shared "
+            "network against the released one."),
         steps: int = typer.Option(20, "--steps", min=1, help="Timed training steps (after 2 warm-up steps)."),
         batch_size: int = typer.Option(32, "--batch-size", min=1, help="Batch size."),
         workers: int = typer.Option(2, "--workers", min=0, help="DataLoader worker processes for the loading benchmark."),
@@ -35,12 +38,14 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
     ) -> None:
         """Print training images/s (on a fixed batch) and data-loading images/s (augmented crops)."""
         size = parse_res(res)
-        run_guarded(_bench, size=size, res=res, backbone=backbone, method=method, steps=steps, batch_size=batch_size,
+        run_guarded(_bench, size=size, res=res, backbone=backbone, method=method, options=parse_set(options),
+                    steps=steps, batch_size=batch_size,
                     workers=workers, cache_images=cache_images, data=data, device=device, amp=amp,
                     channels_last=channels_last, cudnn_benchmark=cudnn_benchmark, profile=profile)  # fmt: skip
 
 
 def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps: int, batch_size: int, workers: int,
+           options: dict[str, str] | None = None,
            cache_images: bool, data: Path | None, device: str, amp: str, channels_last: bool = False,
            cudnn_benchmark: bool = True, profile: bool = False) -> None:  # fmt: skip
     import dataclasses
@@ -50,7 +55,7 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
 
     from lrpose_bench.data import resolve_dataset
     from lrpose_bench.engine.config import make_config
-    from lrpose_bench.engine.env import configure_cpu_threads, device_description, resolve_device
+    from lrpose_bench.engine.env import configure_cpu_threads, device_description, resolve_device, usable_workers
     from lrpose_bench.engine.runner import build_model, make_dataset, seed_everything
     from lrpose_bench.engine.trainer import EpochBatchSampler, Trainer, batch_to_device
     from lrpose_bench.method import build_method
@@ -61,7 +66,7 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
                                  cache_images=cache_images, channels_last=channels_last,
                                  cudnn_benchmark=cudnn_benchmark).validate()  # fmt: skip
     spec = resolve_dataset(data, need_train=True)
-    m = build_method(method)
+    m = build_method(method, options)
     geometry = m.geometry(size)
     train_geometry = m.train_geometry(size)  # what `lrpose run` trains on
     seed_everything(0)
@@ -72,7 +77,7 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
 
     # Data loading: augmented crops per second through the real loader.
     sampler = EpochBatchSampler(len(dataset), batch_size, seed=0)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(workers))
     n_batches = min(len(sampler), steps + 2)
     it = iter(loader)
     first = next(it)
@@ -97,10 +102,18 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     train_rate = steps * int(batch["image"].shape[0]) / (time.perf_counter() - t0)
     if profile:
         _print_profile(trainer, batch, dev)
+    from lrpose_bench.models import model_cost
+
+    cost = model_cost(trainer.model, geometry.crop_size, device=dev, repeats=1)
+    set_text = "".join(f", {k}={v}" for k, v in (options or {}).items())
+    tails = list(getattr(trainer.model, "tails", {}))
+    paths = f"decoupled: a private last stage for {', '.join(tails)}" if tails else "one shared feature map"
     console.print(
-        f"{method} + {backbone} at {res}, batch {batch_size}, amp {amp}, on {device_description(dev)}"
+        f"{method}{set_text} + {backbone} at {res}, batch {batch_size}, amp {amp}, on {device_description(dev)}"
         f"{', channels-last' if trainer.channels_last else ''}"
         f"{', cudnn.benchmark' if dev.type == 'cuda' and cudnn_benchmark else ''}:\n"
+        f"  model         {cost['params'] / 1e6:8.3f} M parameters, {cost['gflops']:.3f} GFLOPs per crop "
+        f"({paths})\n"
         f"  training      {train_rate:8.1f} images/s (forward + backward + step, targets encoded on the device)\n"
         f"  data loading  {load_rate:8.1f} images/s ({workers} workers, augmented crops, "
         f"{'decoded images cached' if cache_images else 'images decoded per sample'})",

@@ -87,13 +87,17 @@ class HighResolutionModule(nn.Module):
     """Parallel branches of BasicBlocks followed by all-to-all fusion (sum, then ReLU).
 
     ``multi_scale_output=False`` keeps only the fused stride-4 output (the official last pose module).
+    ``in_channels`` (default: ``channels``) are the widths arriving at the branches; where one differs,
+    the branch's first block projects it (the released CAL W48 offset stage: 48 -> 144 on branch 1).
     """
 
-    def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True) -> None:
+    def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True,
+                 in_channels: Sequence[int] | None = None) -> None:
         super().__init__()
         n = len(channels)
         self.num_branches = n
-        self.branches = nn.ModuleList(_make_blocks(BasicBlock, c, c, num_blocks) for c in channels)
+        arriving = list(in_channels) if in_channels is not None else list(channels)
+        self.branches = nn.ModuleList(_make_blocks(BasicBlock, c_in, c, num_blocks) for c_in, c in zip(arriving, channels))
         self.fuse_layers = nn.ModuleList(
             nn.ModuleList(self._fuse(channels, src=j, dst=i) for j in range(n))
             for i in range(n if multi_scale_output else 1)
@@ -162,12 +166,67 @@ class Transition(nn.ModuleList):
         return [layer(xs[i] if i < self.num_in else xs[-1]) for i, layer in enumerate(self)]
 
 
+def _hrnet_init(module: nn.Module) -> None:
+    """Official pose_hrnet init: conv weights N(0, 0.001), BN weight 1 and bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.001)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _stage4(channels: Sequence[int], blocks: int, n_modules: int, in_channels: Sequence[int] | None = None) -> nn.Sequential:
+    """Stage 4: ``n_modules`` HR modules; the last keeps only the fused stride-4 branch."""
+    return nn.Sequential(*(
+        HighResolutionModule(channels, blocks, multi_scale_output=m < n_modules - 1,
+                             in_channels=in_channels if m == 0 else None)
+        for m in range(n_modules)
+    ))
+
+
+def _run_tail(transition: Transition, stage: nn.Sequential, xs: list[torch.Tensor]) -> torch.Tensor:
+    xs = transition.apply_to(xs)
+    for module in stage:
+        xs = module(xs)
+    return xs[0]
+
+
+class HRNetTail(nn.Module):
+    """A private copy of HRNet's last stage (``transition3`` + ``stage4``): stage 3's branches -> stride-4
+    features. The CAL release builds one for the offsets (``transition3_om`` + ``stage4_om``); with
+    ``first_width`` (144 for its W48) stage 4's stride-4 branch is wider than the shared one, its first
+    block projecting the arriving width."""
+
+    def __init__(self, stage3_channels: Sequence[int], channels: Sequence[int], blocks: int, n_modules: int,
+                 first_width: int | None = None) -> None:
+        super().__init__()
+        widths = list(channels)
+        if first_width:
+            widths[0] = int(first_width)
+        self.transition3 = Transition(stage3_channels, channels)
+        self.stage4 = _stage4(widths, blocks, n_modules, in_channels=channels)
+        self.out_channels = widths[0]
+        _hrnet_init(self)
+
+    def forward(self, state: list[torch.Tensor]) -> torch.Tensor:
+        return _run_tail(self.transition3, self.stage4, state)
+
+
 class HRNet(nn.Module):
     """HRNet-W``width`` pose backbone: ``(B,3,H,W)`` -> ``(B,width,H/4,W/4)`` (stride-4 branch).
 
     Input sides must be multiples of ``2 ** (num_branches + 1)`` (32 for 4 branches, 16 for 3); the
-    registry checks this before building.
+    registry checks this before building. Split for decoupled heads: :meth:`forward_trunk` (stem to
+    stage 3, the branch list) and :meth:`forward_tail` (``transition3`` + ``stage4``); :meth:`make_tail`
+    builds a private copy of the tail.
     """
+
+    #: Top-level modules of the last stage (the part :meth:`make_tail` copies).
+    tail_modules: tuple[str, ...] = ("transition3", "stage4")
+    #: First-branch width of the released CAL offset stage (config ``STAGE4OM``): 144 for W48, same as
+    #: the shared stage otherwise (W32's ``STAGE4OM`` equals its ``STAGE4``).
+    RELEASED_TAIL_WIDTH: dict[int, int] = {48: 144}
 
     def __init__(
         self, width: int = 32, num_branches: int = 4, blocks: int = 4, modules_per_stage: Sequence[int] = (1, 4, 3)
@@ -178,9 +237,10 @@ class HRNet(nn.Module):
         self.width = width
         self.num_branches = num_branches
         self.out_channels = width
+        self.blocks = blocks
+        self.modules_per_stage = tuple(modules_per_stage)
         widths = [width * 2**i for i in range(4)]
-        stage_branches = [2, 3, 4]
-        stage_branches = [min(b, num_branches) for b in stage_branches]
+        stage_branches = [min(b, num_branches) for b in (2, 3, 4)]
         self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
@@ -191,31 +251,34 @@ class HRNet(nn.Module):
         for s, (n_branch, n_mod) in enumerate(zip(stage_branches, modules_per_stage), start=2):
             chans = widths[:n_branch]
             setattr(self, f"transition{s - 1}", Transition(prev, chans))
-            last_stage = s == 4
-            mods = [
-                HighResolutionModule(chans, blocks, multi_scale_output=not (last_stage and m == n_mod - 1))
-                for m in range(n_mod)
-            ]
-            setattr(self, f"stage{s}", nn.Sequential(*mods))
+            if s == 4:
+                self.stage3_channels = list(prev)
+                self.stage4_channels = list(chans)
+                self.stage4 = _stage4(chans, blocks, n_mod)
+            else:
+                setattr(self, f"stage{s}", nn.Sequential(*(HighResolutionModule(chans, blocks) for _ in range(n_mod))))
             prev = chans
-        self._init_weights()
+        _hrnet_init(self)
 
-    def _init_weights(self) -> None:
-        """Official pose_hrnet init: conv weights N(0, 0.001), BN weight 1 and bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.001)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stem, stage 1 and stages 2-3: the branch outputs of stage 3 (strides 4, 8, 16)."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]
-        stages = ((self.transition1, self.stage2), (self.transition2, self.stage3), (self.transition3, self.stage4))
-        for transition, stage in stages:
+        for transition, stage in ((self.transition1, self.stage2), (self.transition2, self.stage3)):
             xs = transition.apply_to(xs)
             for module in stage:
                 xs = module(xs)
-        return xs[0]
+        return xs
+
+    def forward_tail(self, state: list[torch.Tensor]) -> torch.Tensor:
+        """``transition3`` + ``stage4`` on stage 3's branches: the stride-4 features ``(B, W, H/4, W/4)``."""
+        return _run_tail(self.transition3, self.stage4, state)
+
+    def make_tail(self) -> HRNetTail:
+        """A freshly initialised copy of the last stage, as the CAL release's offset path (W48: 144 wide)."""
+        return HRNetTail(self.stage3_channels, self.stage4_channels, self.blocks, self.modules_per_stage[-1],
+                         self.RELEASED_TAIL_WIDTH.get(self.width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_tail(self.forward_trunk(x))

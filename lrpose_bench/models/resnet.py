@@ -21,10 +21,49 @@ from torch import nn
 DEPTHS: dict[int, str] = {50: "resnet50", 101: "resnet101", 152: "resnet152"}
 
 
+def deconv_stack(in_channels: int, channels: int = 256, num_deconv: int = 3) -> nn.Sequential:
+    """SimpleBaseline's deconvolutions: ``num_deconv`` x [ConvTranspose 4x4 stride 2, BN, ReLU], its init."""
+    layers: list[nn.Module] = []
+    for _ in range(num_deconv):
+        layers += [
+            nn.ConvTranspose2d(in_channels, channels, kernel_size=4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        ]
+        in_channels = channels
+    stack = nn.Sequential(*layers)
+    for m in stack.modules():
+        if isinstance(m, nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, std=0.001)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return stack
+
+
+class DeconvTail(nn.Module):
+    """A private copy of SimpleBaseline's deconvolution stack (``deconv_layers``): stride-32 trunk
+    features -> stride-4 features, for decoupled heads."""
+
+    def __init__(self, in_channels: int, channels: int = 256, num_deconv: int = 3) -> None:
+        super().__init__()
+        self.deconv_layers = deconv_stack(in_channels, channels, num_deconv)
+        self.out_channels = channels
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.deconv_layers(state)
+
+
 class SimpleBaseline(nn.Module):
-    """ResNet-``depth`` trunk + three 256-channel deconvolutions: features at stride 4."""
+    """ResNet-``depth`` trunk + three 256-channel deconvolutions: features at stride 4.
+
+    Split for decoupled heads: :meth:`forward_trunk` (the ResNet, stride 32), :meth:`forward_tail` (the
+    deconvolutions) and :meth:`make_tail` (a fresh :class:`DeconvTail`).
+    """
 
     stride_multiple = 32
+    #: Top-level modules of the last stage (the part :meth:`make_tail` copies).
+    tail_modules: tuple[str, ...] = ("deconv_layers",)
 
     def __init__(self, depth: int = 50, deconv_channels: int = 256, num_deconv: int = 3) -> None:
         super().__init__()
@@ -34,25 +73,23 @@ class SimpleBaseline(nn.Module):
         self.depth = depth
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
-        layers: list[nn.Module] = []
-        in_ch = trunk.fc.in_features
-        for _ in range(num_deconv):
-            layers += [
-                nn.ConvTranspose2d(in_ch, deconv_channels, kernel_size=4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(deconv_channels),
-                nn.ReLU(inplace=True),
-            ]
-            in_ch = deconv_channels
-        self.deconv_layers = nn.Sequential(*layers)
+        self.trunk_channels = trunk.fc.in_features
+        self.deconv_shape = (deconv_channels, num_deconv)
+        self.deconv_layers = deconv_stack(self.trunk_channels, deconv_channels, num_deconv)
         self.out_channels = deconv_channels
-        for m in self.deconv_layers.modules():
-            if isinstance(m, nn.ConvTranspose2d):
-                nn.init.normal_(m.weight, std=0.001)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The ResNet: ``(B, 2048, H/32, W/32)`` (ResNet-50/101/152)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_tail(self, state: torch.Tensor) -> torch.Tensor:
+        """The deconvolutions: ``(B, 256, H/4, W/4)``."""
+        return self.deconv_layers(state)
+
+    def make_tail(self) -> DeconvTail:
+        """A freshly initialised copy of the deconvolution stack."""
+        return DeconvTail(self.trunk_channels, *self.deconv_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.deconv_layers(x)
+        return self.forward_tail(self.forward_trunk(x))

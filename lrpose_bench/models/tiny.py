@@ -43,14 +43,54 @@ def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="nearest")
 
 
-class TinyPoseNet(nn.Module):
-    """``(B,3,H,W)`` -> ``(B, channels[0], H/4, W/4)``; see the module docstring for the layout."""
+def _kaiming(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    stride_multiple = 4
+
+class TinyDecoder(nn.Module):
+    """The decoder ``up16, dec8, up8, dec4`` on its own: ``(f4, f8, f16)`` -> stride-4 features.
+
+    A private copy of :class:`TinyPoseNet`'s last stage for decoupled heads (same names, fresh weights).
+    """
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128)) -> None:
         super().__init__()
         c0, c1, c2 = channels
+        self.out_channels = c0
+        self.up16 = up_proj(c2, c1)
+        self.dec8 = BasicBlock(c1, c1)
+        self.up8 = up_proj(c1, c0)
+        self.dec4 = nn.Sequential(BasicBlock(c0, c0), BasicBlock(c0, c0))
+        _kaiming(self)
+
+    def forward(self, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return decode(self, state)
+
+
+def decode(m: nn.Module, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Run the decoder modules ``up16, dec8, up8, dec4`` of ``m`` on ``(f4, f8, f16)``."""
+    f4, f8, f16 = state
+    d8 = m.dec8(f8 + upsample_to(m.up16(f16), f8))
+    return m.dec4(f4 + upsample_to(m.up8(d8), f4))
+
+
+class TinyPoseNet(nn.Module):
+    """``(B,3,H,W)`` -> ``(B, channels[0], H/4, W/4)``; see the module docstring for the layout.
+
+    Split for decoupled heads: :meth:`forward_trunk` (stem and encoder: ``(f4, f8, f16)``),
+    :meth:`forward_tail` (the decoder) and :meth:`make_tail` (a fresh :class:`TinyDecoder`).
+    """
+
+    stride_multiple = 4
+    #: Top-level modules of the last stage (the part :meth:`make_tail` copies).
+    tail_modules: tuple[str, ...] = ("up16", "dec8", "up8", "dec4")
+
+    def __init__(self, channels: Sequence[int] = (32, 64, 128)) -> None:
+        super().__init__()
+        c0, c1, c2 = channels
+        self.channels = tuple(channels)
         self.out_channels = c0
         self.stem = nn.Sequential(conv_bn_relu(3, c0 // 2, 2), conv_bn_relu(c0 // 2, c0, 2))
         self.enc4 = BasicBlock(c0, c0)
@@ -60,13 +100,21 @@ class TinyPoseNet(nn.Module):
         self.dec8 = BasicBlock(c1, c1)
         self.up8 = up_proj(c1, c0)
         self.dec4 = nn.Sequential(BasicBlock(c0, c0), BasicBlock(c0, c0))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _kaiming(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stem and encoder: features at strides 4, 8 and 16."""
         f4 = self.enc4(self.stem(x))
         f8 = self.enc8(f4)
-        f16 = self.enc16(f8)
-        d8 = self.dec8(f8 + upsample_to(self.up16(f16), f8))
-        return self.dec4(f4 + upsample_to(self.up8(d8), f4))
+        return f4, f8, self.enc16(f8)
+
+    def forward_tail(self, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The decoder: ``(B, channels[0], H/4, W/4)``."""
+        return decode(self, state)
+
+    def make_tail(self) -> TinyDecoder:
+        """A freshly initialised copy of the decoder."""
+        return TinyDecoder(self.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_tail(self.forward_trunk(x))
