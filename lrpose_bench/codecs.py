@@ -348,6 +348,7 @@ def dark_refine(
     kernel: int = 1,
     eps: float = 1e-10,
     max_step: float = 1.0,
+    border: str = "fit",
 ) -> torch.Tensor:
     """DARK: one Newton step on the log of the (blurred) heatmap around each integer peak.
 
@@ -365,7 +366,11 @@ def dark_refine(
     on the map. The step is applied only where the Hessian is negative definite (a true maximum;
     DarkPose only asks det != 0) and each axis is clamped to ``±max_step`` px, so a flat or saddle-shaped
     neighbourhood never throws a point across the map. Maps narrower than 3 px are returned unrefined.
+    ``border="skip"`` leaves peaks within 2 px of the border unrefined instead, as DarkPose and MMPose do
+    (their 5-point stencils need ``2 <= x <= w - 3``).
     """
+    if border not in ("fit", "skip"):
+        raise ValueError(f"dark_refine: border must be 'fit' or 'skip', got {border!r}")
     h, w = heatmaps.shape[-2:]
     if h < 3 or w < 3:
         return coords
@@ -392,6 +397,8 @@ def dark_refine(
     gy = 0.5 * (at(x, sy + 1) - at(x, sy - 1)) + hyy_narrow * (y - sy).to(f.dtype)
     det = hxx * hyy - hxy * hxy
     ok = (hxx < 0) & (det > 0)
+    if border == "skip":
+        ok = ok & wide_x & wide_y
     safe_det = torch.where(ok, det, torch.ones_like(det))
     # -H^{-1} g with H^{-1} = [[hyy, -hxy], [-hxy, hxx]] / det
     sx_step = -(hyy * gx - hxy * gy) / safe_det
@@ -448,4 +455,120 @@ __all__ = [
     "dark_refine",
     "flip_maps",
     "shift_right",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantisation-free codecs: normalised coordinates and the soft-argmax family (IPR, DSNT, Debias-IPR)
+# --------------------------------------------------------------------------------------------------
+def to_unit(points: torch.Tensor, size: Size) -> torch.Tensor:
+    """Pixel coordinates ``(..., 2)`` -> *normalised* coordinates of a ``size = (w, h)`` px extent.
+
+    ``u = (x + 0.5) / w``, ``v = (y + 0.5) / h``: in the pixel-centre convention a map or crop of width
+    ``w`` spans ``[-0.5, w - 0.5]``, which becomes ``[0, 1]``, and a horizontal mirror ``x' = w - 1 - x``
+    becomes exactly ``u' = 1 - u``. (DSNT's ``[-1, 1]`` units are ``2 u - 1``; MMPose's
+    ``RegressionLabel`` divides by ``w`` without the half-pixel shift.)
+    """
+    s = points.new_tensor([float(size[0]), float(size[1])])
+    return (points + 0.5) / s
+
+
+def from_unit(unit: torch.Tensor, size: Size) -> torch.Tensor:
+    """Normalised coordinates ``(..., 2)`` -> pixel coordinates of a ``(w, h)`` extent (inverse of :func:`to_unit`)."""
+    s = unit.new_tensor([float(size[0]), float(size[1])])
+    return unit * s - 0.5
+
+
+def flat_softmax(logits: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """``softmax(beta * logits)`` over each map's pixels: ``(..., h, w)`` -> probabilities summing to 1 per map.
+
+    ``beta`` is the inverse temperature (IPR and DSNT: 1; MMPose's Debias-IPR config: 10).
+    """
+    h, w = logits.shape[-2:]
+    flat = torch.softmax(beta * logits.reshape(*logits.shape[:-2], h * w), dim=-1)
+    return flat.reshape(logits.shape)
+
+
+def soft_argmax_2d(logits: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integral regression's soft-argmax: the expectation of ``softmax(beta * logits)`` over pixel centres.
+
+    ``logits`` ``(..., h, w)`` -> ``coords (..., 2)`` (x, y) in *map* px and the probabilities
+    ``(..., h, w)``. ``x = sum_ij p_ij * j``, ``y = sum_ij p_ij * i`` (Sun et al. 2018, Eq. 2; DSNT's
+    transform in pixel units). A result always lies in the hull of the pixel centres, ``[0, w-1] x [0, h-1]``.
+    """
+    probs = flat_softmax(logits, beta)
+    xs, ys = _axes((logits.shape[-1], logits.shape[-2]), probs)
+    x = (probs.sum(dim=-2) * xs).sum(dim=-1)  # marginal over rows, then the x expectation
+    y = (probs.sum(dim=-1) * ys).sum(dim=-1)
+    return torch.stack([x, y], dim=-1), probs
+
+
+#: Smallest foreground fraction ``(C - hw) / C`` the debiased soft-argmax divides by (a numerical guard:
+#: a trained map has a fraction near 1; a map with no foreground would otherwise divide by ~0).
+DEBIAS_MIN_FOREGROUND = 1e-2
+
+
+def debiased_soft_argmax_2d(
+    logits: torch.Tensor, beta: float = 1.0, min_foreground: float = DEBIAS_MIN_FOREGROUND
+) -> torch.Tensor:
+    """Gu et al.'s debiased soft-argmax (ICCV 2021): the expectation of the foreground of ``exp(beta * logits)``.
+
+    ``logits`` ``(..., h, w)`` -> coords ``(..., 2)`` in *map* px. With ``C = sum exp(beta H)`` and
+    ``hw`` pixels, a background at ``H = 0`` puts mass ``hw / C`` of the softmax uniformly on the map and
+    pulls the plain soft-argmax ``J_s`` toward the map's centre ``c = ((w-1)/2, (h-1)/2)``. Removing it:
+
+        ``J = (C J_s - hw c) / (C - hw) = sum (exp(beta H) - 1) p / sum (exp(beta H) - 1)``
+
+    (pixel positions ``p``), exact for any map whose background is 0. Computed with ``exp(beta H - m)``,
+    ``m = max(0, max beta H)``, so large logits do not overflow. The denominator is held at
+    ``>= min_foreground * C`` (:data:`DEBIAS_MIN_FOREGROUND`), so a map without foreground (an untrained
+    network) gives a bounded answer and gradient; the result is not clamped into the map.
+    """
+    h, w = logits.shape[-2:]
+    z = beta * logits.reshape(*logits.shape[:-2], h * w)
+    m = z.detach().amax(dim=-1, keepdim=True).clamp_min(0.0)
+    e = torch.exp(z - m).reshape(logits.shape)  # exp(beta H) / exp(m)
+    bg = torch.exp(-m)[..., 0]  # exp(0) / exp(m): one background pixel's share, (...)
+    xs, ys = _axes((w, h), e)
+    total = e.sum(dim=(-2, -1))  # C / exp(m)
+    num_x = (e.sum(dim=-2) * xs).sum(dim=-1) - bg * (h * xs.sum())  # sum over every pixel of (e - bg) x
+    num_y = (e.sum(dim=-1) * ys).sum(dim=-1) - bg * (w * ys.sum())
+    den = torch.maximum(total - bg * (h * w), min_foreground * total)
+    return torch.stack([num_x / den, num_y / den], dim=-1)
+
+
+def exact_mean_distribution(centres: torch.Tensor, size: Size) -> torch.Tensor:
+    """A distribution ``(B, K, h, w)`` on the map whose expectation is exactly ``centres`` (map px).
+
+    Per axis the mass is split linearly between the two pixel centres around the coordinate
+    (``1 - f`` at ``floor(c)``, ``f`` at ``floor(c) + 1``), and the 2-D map is the product of the two
+    axes: the output of a perfect soft-argmax network (``lrpose oracle``). A centre outside the hull of
+    pixel centres ``[0, w-1] x [0, h-1]`` is clamped into it: the soft-argmax cannot reach beyond.
+    """
+    w, h = int(size[0]), int(size[1])
+    dtype = centres.dtype if centres.is_floating_point() else torch.get_default_dtype()
+    c = centres.to(dtype)
+
+    def axis(values: torch.Tensor, n: int) -> torch.Tensor:
+        bins = torch.arange(n, dtype=dtype, device=values.device)
+        v = values.clamp(0.0, float(n - 1))
+        lo = torch.floor(v).clamp(max=float(max(n - 2, 0)))
+        frac = v - lo
+        return (1.0 - frac)[..., None] * (bins == lo[..., None]).to(dtype) + frac[..., None] * (
+            bins == (lo + 1.0)[..., None]
+        ).to(dtype)
+
+    px = axis(c[..., 0], w)  # (B, K, w)
+    py = axis(c[..., 1], h)  # (B, K, h)
+    return py[..., :, None] * px[..., None, :]
+
+
+__all__ += [
+    "to_unit",
+    "from_unit",
+    "flat_softmax",
+    "soft_argmax_2d",
+    "DEBIAS_MIN_FOREGROUND",
+    "debiased_soft_argmax_2d",
+    "exact_mean_distribution",
 ]

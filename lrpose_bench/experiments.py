@@ -42,7 +42,7 @@ SETTINGS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "pretrained": ((str, dict), "ImageNet weights file, or a table backbone -> file"),
     "profile": ((str,), "training profile: quick | paper"),
     "resolutions": ((list,), "input resolutions, HxW as the paper writes them, e.g. '128x96'"),
-    "dataset": ((str,), "embedded (synthetic, the default) | coco (needs --data PATH)"),
+    "dataset": ((str,), "embedded (synthetic, the default) | embedded:unmarked (no joint markers) | coco (needs --data PATH)"),
     "boxes": ((str,), "gt (ground-truth person boxes) | det (detected boxes from det_boxes)"),
     "det_boxes": ((str,), "detection results file (COCO format); relative to the data root"),
     "det_score_threshold": ((float, int), "drop detections below this score"),
@@ -63,6 +63,13 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "hparams": ((dict,), "merged over settings.hparams"),
     "sr": ((dict,), "merged over settings.sr"),
     "lowres_protocol": ((str,), "overrides settings.lowres_protocol"),
+    "weights": ((dict,), "evaluate this checkpoint instead of training (lrpose eval --weights): file, format, test_upsample, pad"),
+}
+WEIGHTS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "file": ((str,), "checkpoint file (official HRNet or MMPose 1.x layout), relative to where the sweep runs"),
+    "format": ((str,), "key layout: auto | hrnet | mmpose (default auto)"),
+    "test_upsample": ((str,), "feed the low-res crop upsampled to this HxW (the checkpoint's training size)"),
+    "pad": ((bool,), "pad crops to sides that are multiples of 32 where the backbone needs them"),
 }
 SR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "model": ((str,), "SR model name (--sr), e.g. bicubic"),
@@ -72,7 +79,7 @@ SR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 #: ``sr`` keys -> the method options that ``lrpose run --sr/--sr-scale/--sr-weights`` set.
 SR_OPTIONS: dict[str, str] = {"model": "sr", "scale": "sr_scale", "weights": "sr_weights"}
 PROFILES: tuple[str, ...] = ("quick", "paper")
-DATASETS: tuple[str, ...] = ("embedded", "coco")
+DATASETS: tuple[str, ...] = ("embedded", "embedded:unmarked", "coco")
 BOXES: tuple[str, ...] = ("gt", "det")
 LOWRES_PROTOCOLS: tuple[str, ...] = ("direct", "antialias")
 #: Hyper-parameters that ``lrpose run`` takes as their own flags (all others go through ``--hp``).
@@ -103,6 +110,7 @@ class RunSpec:
     hparams: dict[str, Any]
     sr: dict[str, Any]
     lowres_protocol: str | None
+    weights: dict[str, Any] = dataclasses.field(default_factory=dict)  # eval-only run (lrpose eval --weights)
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,13 @@ class PlannedRun:
     boxes: str
     det_boxes: str | None
     det_score_threshold: float | None
+    weights: dict[str, Any] = dataclasses.field(default_factory=dict)  # eval-only run (lrpose eval --weights)
+    dataset: str = "embedded"  # settings.dataset; an embedded variant (embedded:NAME) is passed as --data
+
+    @property
+    def command(self) -> str:
+        """The ``lrpose`` command that executes this run: ``eval`` for a checkpoint (``weights``), else ``run``."""
+        return "eval" if self.weights else "run"
 
     def run_args(
         self,
@@ -159,8 +174,13 @@ class PlannedRun:
 
         ``out_dir`` is the experiment's run folder (the record lands in ``out_dir/run_id/record.json``);
         ``data`` the dataset root (``None``: the embedded dataset); a relative ``det_boxes`` is taken
-        relative to ``data``.
+        relative to ``data``; with no ``data``, an embedded variant (``dataset = "embedded:unmarked"``) is
+        passed as ``--data embedded:unmarked``.
         """
+        if data is None and self.dataset.startswith("embedded:"):
+            data = self.dataset
+        if self.weights:
+            return self._eval_args(out_dir, data, device)
         args = ["--method", self.method, "--res", self.resolution]
         if data is not None:
             args += ["--data", str(data)]
@@ -201,10 +221,37 @@ class PlannedRun:
             args.append("--resume")
         return args
 
+    def _eval_args(self, out_dir: str | Path, data: str | Path | None, device: str | None) -> list[str]:
+        """Arguments of ``lrpose eval --weights`` for an eval-only run (see :data:`WEIGHTS_KEYS`)."""
+        w = self.weights
+        args = ["--weights", str(w["file"]), "--format", str(w.get("format", "auto")), "--method", self.method,
+                "--backbone", str(self.backbone), "--res", self.resolution]  # fmt: skip
+        if data is not None:
+            args += ["--data", str(data)]
+        for key, value in self.options.items():
+            args += ["--set", f"{key}={format_value(value)}"]
+        if w.get("test_upsample"):
+            args += ["--test-upsample", str(w["test_upsample"])]
+        if w.get("pad"):
+            args.append("--pad")
+        if "workers" in self.hparams:
+            args += ["--workers", format_value(self.hparams["workers"])]
+        if device:
+            args += ["--device", device]
+        if self.boxes == "det" and self.det_boxes:
+            det = Path(self.det_boxes).expanduser()
+            if not det.is_absolute() and data is not None:
+                det = Path(data) / det
+            args += ["--det-boxes", str(det)]
+            if self.det_score_threshold is not None:
+                args += ["--det-score-threshold", format_value(self.det_score_threshold)]
+        return args + ["--out", str(out_dir), "--run-id", self.run_id, "--experiment", self.experiment]
+
     def describe_options(self) -> str:
         """Options, SR and non-default hparams as one short line for the plan table."""
         parts = [f"{k}={format_value(v)}" for k, v in self.options.items()]
         parts += [f"sr.{k}={format_value(v)}" for k, v in self.sr.items()]
+        parts += [f"weights.{k}={format_value(v)}" for k, v in self.weights.items()]
         return " ".join(parts)
 
 
@@ -474,7 +521,29 @@ def _load_run(ck: _Checker, raw: Mapping[str, Any], i: int, settings: Mapping[st
         hparams=hparams,
         sr=sr,
         lowres_protocol=lowres,
+        weights=_weights(ck, raw, backbones, where, run_name),
     )
+
+
+def _weights(
+    ck: _Checker, raw: Mapping[str, Any], backbones: tuple[str | None, ...], where: list[str | int], run_name: str | None
+) -> dict[str, Any]:
+    """The run's ``weights`` table (an eval-only run), checked: ``file`` required, a known ``format``, an
+    ``HxW`` ``test_upsample``, and a backbone named (the checkpoint's network)."""
+    table = raw.get("weights")
+    if table is None:
+        return {}
+    path = where + ["weights"]
+    ck.check_keys(table, WEIGHTS_KEYS, path, run_name)
+    if "file" not in table:
+        raise ck.error(path, "weights needs 'file' (the checkpoint to evaluate)", run_name)
+    if table.get("format", "auto") not in ("auto", "hrnet", "mmpose"):
+        raise ck.error(path + ["format"], f"unknown format {table['format']!r}; valid: auto, hrnet, mmpose", run_name)
+    if "test_upsample" in table:
+        _parse_resolutions(ck, [table["test_upsample"]], path + ["test_upsample"], run_name)
+    if any(b is None for b in backbones):
+        raise ck.error(path, "an eval-only run (weights) needs a backbone (the checkpoint's network)", run_name)
+    return dict(table)
 
 
 def _pretrained(
@@ -532,7 +601,7 @@ def _validate_registries(ck: _Checker, exp: Experiment, data: Mapping[str, Any])
     that the method and backbone can take each resolution."""
     backbones = _known_backbones()
     hparam_fields = _known_hparams()
-    default_profile = exp.profile or ("quick" if exp.dataset == "embedded" else "paper")  # as `lrpose run` defaults
+    default_profile = exp.profile or ("quick" if exp.dataset.startswith("embedded") else "paper")  # as `lrpose run` defaults
     for i, spec in enumerate(exp.runs):
         raw = data["runs"][i]
         where: list[str | int] = ["runs", i]
@@ -619,9 +688,22 @@ def _check_method(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: li
         except ValueError as exc:
             raise ck.error(res_path, str(exc), rn) from None
         for bb in spec.backbones:
-            why = _backbone_rejects(bb, tuple(geometry.model_input_size)) if bb and check_backbone else None
+            why = _backbone_rejects(bb, _weights_input_size(spec, geometry)) if bb and check_backbone else None
             if why:
                 raise ck.error(res_path, f"run {rn!r} at {res} on {bb}: {why}", rn)
+
+
+def _weights_input_size(spec: RunSpec, geometry: Any) -> tuple[int, int]:
+    """The size the backbone is built at: the model input, or for an eval-only run its ``test_upsample``
+    size, or the model input padded to multiples of 32 with ``pad``."""
+    from lrpose_bench.geometry import parse_resolution
+
+    size = tuple(geometry.model_input_size)
+    if spec.weights.get("test_upsample"):
+        return parse_resolution(str(spec.weights["test_upsample"]))
+    if spec.weights.get("pad"):
+        return (-(-size[0] // 32) * 32, -(-size[1] // 32) * 32)
+    return size  # type: ignore[return-value]
 
 
 def _check_sr(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: list[str | int]) -> None:
@@ -758,7 +840,7 @@ def expand(
             continue
         for backbone in spec.backbones:
             for res in spec.resolutions:
-                for seed in seed_override or spec.seeds:
+                for seed in (0,) if spec.weights else seed_override or spec.seeds:  # an evaluation has no seed
                     out.append(
                         PlannedRun(
                             experiment=exp.name,
@@ -771,13 +853,15 @@ def expand(
                             pretrained=spec.pretrained.get(backbone or "") if isinstance(spec.pretrained, dict) else spec.pretrained,
                             resolution=res,
                             seed=seed,
-                            profile=profile or exp.profile,
+                            profile=None if spec.weights else (profile or exp.profile),
                             hparams=dict(spec.hparams),
                             sr=dict(spec.sr),
                             lowres_protocol=spec.lowres_protocol,
                             boxes=exp.boxes,
                             det_boxes=exp.det_boxes,
                             det_score_threshold=exp.det_score_threshold,
+                            weights=dict(spec.weights),
+                            dataset=exp.dataset,
                         )
                     )
     return out

@@ -40,7 +40,7 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "seed": int,
     "stats": dict,  # COCO_STAT_NAMES -> float in [0, 1]
     "per_joint_error_px": dict,  # keypoint name -> mean error, image px
-    "mean_error_px": float,
+    "mean_error_px": (float, type(None)),  # null when no joint could be measured (e.g. detected boxes)
     "train_images_per_s": float,
     "train_seconds": float,
     "eval_seconds": float,
@@ -56,11 +56,14 @@ class RecordError(ValueError):
 
 def validate_record(record: dict[str, Any], source: str = "record") -> dict[str, Any]:
     """Check ``record`` against the schema; returns it, or raises :class:`RecordError` naming the field."""
+    if not isinstance(record, dict):
+        raise RecordError(f"{source}: top level is a {type(record).__name__}, expected a JSON object")
     for key, typ in REQUIRED_FIELDS.items():
         if key not in record:
             raise RecordError(f"{source}: missing field {key!r}")
         value = record[key]
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        takes_float = typ is float or (isinstance(typ, tuple) and float in typ)
+        if takes_float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, typ):
             raise RecordError(f"{source}: field {key!r} has type {type(value).__name__}, expected {typ}")
@@ -75,10 +78,11 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
 
 
 def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Validate and write ``record.json`` atomically into ``run_dir``."""
+    """Validate and write ``record.json`` atomically into ``run_dir`` as strict JSON (a NaN or infinite
+    number is written as ``null``)."""
     path = Path(run_dir) / "record.json"
     validate_record(record, str(path))
-    return write_json(path, record)
+    return write_json(path, record, strict=True)
 
 
 def read_record(path: str | Path) -> dict[str, Any]:

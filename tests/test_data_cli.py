@@ -43,7 +43,7 @@ def test_info_errors_are_one_line(tmp_path: Path, coco_sample_root: Path) -> Non
 
 
 def test_help_texts() -> None:
-    for args in (["data", "--help"], ["data", "synth", "--help"], ["data", "info", "--help"]):
+    for args in (["data", "--help"], ["data", "synth", "--help"], ["data", "info", "--help"], ["data", "show", "--help"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0 and "Usage" in res.output
     assert "byte-identical" in runner.invoke(app, ["data", "synth", "--help"]).output
@@ -57,3 +57,65 @@ def test_synth_defaults_are_the_embedded_sizes() -> None:
 
     params = inspect.signature(synth).parameters
     assert (params["train"].default.default, params["val"].default.default) == (DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert img is not None, path
+    return img.shape[1], img.shape[0]
+
+
+def test_show_draws_both_embedded_variants(tmp_path: Path, tiny_embedded: Path, monkeypatch) -> None:
+    unmarked = tmp_path / "unmarked"
+    res = runner.invoke(app, ["data", "synth", "--out", str(unmarked), "--train", "1", "--val", "4", "--variant", "unmarked"])
+    assert res.exit_code == 0 and "(unmarked)" in res.output, res.output
+    for root, n in ((tiny_embedded, "6"), (unmarked, "4")):
+        out = tmp_path / f"{root.name}.png"
+        res = runner.invoke(app, ["data", "show", "--data", str(root), "--n", n, "--res", "64x48", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert f"wrote {out}" in res.output and "crops at 64x48" in res.output
+        w, h = _png_size(out)
+        assert w >= 800 and h >= 500
+    # train split, no crops, default output name in the current folder
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["data", "show", "--data", str(tiny_embedded), "--split", "train", "--n", "2", "--crops", "0"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "data_show_tiny_train_64x48.png").is_file()
+
+
+def test_show_on_a_coco_root(tmp_path: Path, coco_sample_root: Path) -> None:
+    out = tmp_path / "coco.png"
+    res = runner.invoke(app, ["data", "show", "--data", str(coco_sample_root), "--res", "128x96", "--out", str(out),
+                              "--lowres-protocol", "antialias"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "images with persons" in res.output and _png_size(out)[0] > 800
+
+
+def test_show_picks_the_same_images_for_a_seed(tiny_embedded: Path, tmp_path: Path) -> None:
+    from lrpose_bench.data.show import show_dataset
+    from lrpose_bench.data.spec import resolve_dataset
+
+    spec = resolve_dataset(tiny_embedded)
+    a = show_dataset(spec, tmp_path / "a.png", n=3, seed=1, crops_per_image=1)
+    b = show_dataset(spec, tmp_path / "b.png", n=3, seed=1, crops_per_image=1)
+    c = show_dataset(spec, tmp_path / "c.png", n=3, seed=2, crops_per_image=1)
+    assert a.image_ids == b.image_ids and len(a.image_ids) == 3 and a.crops == 3
+    assert c.image_ids != a.image_ids or c.available_images <= 3
+
+
+def test_show_errors_are_one_line(tmp_path: Path, coco_sample_root: Path) -> None:
+    cases = [
+        (["--data", str(coco_sample_root), "--split", "test"], 2, "--split 'test'"),
+        (["--data", str(coco_sample_root), "--split", "train"], 1, "has no train split"),
+        (["--data", str(coco_sample_root), "--out", str(tmp_path / "x.jpg")], 1, "ending in .png"),
+        (["--data", str(coco_sample_root), "--res", "64"], 2, "64"),
+        (["--data", "embedded:dots"], 1, "unknown embedded data variant 'dots'"),
+        (["--data", str(tmp_path / "nope")], 1, "dataset root not found"),
+    ]
+    for args, code, text in cases:
+        res = runner.invoke(app, ["data", "show", *args])
+        assert res.exit_code == code and text in res.output and "Traceback" not in res.output, (args, res.output)
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "v"), "--variant", "dots"])
+    assert res.exit_code == 2 and "--variant 'dots'" in res.output

@@ -69,7 +69,7 @@ def test_oracle_cli_table_and_errors(coco_sample_root: Path) -> None:
     bad = runner.invoke(app, ["oracle", "--res", "64x47", "-m", "cal", "--data", str(coco_sample_root)])
     assert bad.exit_code == 1 and "multiples of the output stride" in bad.output
     bad = runner.invoke(app, ["oracle", "-m", "cal", "--set", "cal.target=blob", "--data", str(coco_sample_root)])
-    assert bad.exit_code == 1 and "target='blob'" in bad.output
+    assert bad.exit_code == 2 and "target='blob'" in bad.output  # a bad option value exits 2
 
 
 def test_methods_command_lists_every_method() -> None:

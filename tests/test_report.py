@@ -24,6 +24,7 @@ from lrpose_bench.records import (
 )
 from lrpose_bench.report import aggregate, load_records, render_markdown, write_report
 from lrpose_bench.report.registry import ReportError, method_defaults, option_labels
+from lrpose_bench.report.tables import ReportTable, error_caption
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "results" / "paper"
@@ -177,8 +178,12 @@ def test_report_latex_has_booktabs_values_and_paper(runs: Path, tmp_path: Path) 
     assert len(body) == 3 and all(line.count("&") == ncols - 1 for line in body)
     unescaped = tex.replace(r"\{", "").replace(r"\}", "")
     assert unescaped.count("{") == unescaped.count("}") and tex.count("$") % 2 == 0
-    # the markdown form went to the terminal
-    assert "| Method |" in result.stdout and "**61.0 ± 1.4 (2)**" in result.stdout
+    # the LaTeX that was written went to the terminal, and the message says so
+    assert r"\textbf{61.0 $\pm$ 1.4 (2)}" in result.stdout and "| Method |" not in result.stdout
+    assert "printed the LaTeX above" in result.output.replace("\n", "")
+    # the error types caption reads "0.5 <= ks" as \leq (not "$<$=")
+    caption = error_caption(ReportTable("exp", pd.DataFrame()), "latex")
+    assert r"0.5 $\leq$ ks $<$ 0.85" in caption and "$<$=" not in caption
     assert not (out / "synth.tex").exists()
 
 
@@ -210,11 +215,11 @@ def test_markdown_and_csv(runs: Path, tmp_path: Path) -> None:
     assert "| udp | hrnet_w32 | 64x48 | 90.0 (1) |" in md
     text = render_markdown(runs, paper_dir=PAPER)
     assert "### exp" in text and "### synth" in text
-    # keypoint error types: a second table where records have them (empty cells where they do not)
+    # keypoint error types: a second table where records have them ("-" where they do not)
     md = (tmp_path / "exp.md").read_text()
     assert "| Method | Backbone | Input | Good | Jitter | Inversion | Swap | Miss |" in md
     assert "| heatmap | hrnet_w32 | 64x48 | 38.0 ± 2.0 | 30.0 ± 0.0 | 12.0 ± 2.0 | 5.0 ± 0.0 | 15.0 ± 0.0 |" in md
-    assert "| cal_mgm | hrnet_w32 | 64x48 |  |  |  |  |  |" in md
+    assert "| cal_mgm | hrnet_w32 | 64x48 | - | - | - | - | - |" in md
     assert hm["err_inversion_pct_mean"] == pytest.approx(12.0)
     assert "Keypoint error types" not in (tmp_path / "synth.md").read_text()
 
@@ -226,14 +231,14 @@ def test_records_without_experiment(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["adhoc.md"]
 
 
-def test_unavailable_stat_is_an_empty_cell(tmp_path: Path) -> None:
+def test_unavailable_stat_is_a_dash(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     put(root, make_record("a", dataset="embedded", stats={"APM": -1.0}))
     put(root, make_record("b", dataset="embedded", method="udp", ap=0.6, stats={"APM": 0.4}))
     md = render_markdown(root, paper_dir=PAPER)
     row = next(line for line in md.splitlines() if line.startswith("| heatmap"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[6] == ""  # Method, Backbone, Input, AP, AP50, AP75, APM
+    assert cells[6] == "-"  # Method, Backbone, Input, AP, AP50, AP75, APM
     assert "**40.0 (1)**" not in row and "| **40.0** |" in md
 
 

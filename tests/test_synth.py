@@ -197,3 +197,122 @@ def test_left_and_right_follow_from_the_view_as_in_a_photograph() -> None:
 
 def test_default_sizes_are_sensible() -> None:
     assert 400 <= synth.DEFAULT_TRAIN_IMAGES <= 2000 and 100 <= synth.DEFAULT_VAL_IMAGES <= 500
+
+
+# ------------------------------------------------------------------------------------------------------
+# The unmarked variant (issue 17) and the default's stability
+# ------------------------------------------------------------------------------------------------------
+def test_the_default_variant_is_byte_stable(tmp_path: Path) -> None:
+    """The default (marked) data may never change without a generator version bump: existing records and
+    checkpoints name its dataset hash. Golden values from generator v2 before the variants existed."""
+    import hashlib
+
+    out = synth.generate_dataset(tmp_path / "g", 3, 2, seed=5)
+    h_json, h_pix = hashlib.sha256(), hashlib.sha256()
+    for split in ("train", "val"):
+        h_json.update((out / "annotations" / f"person_keypoints_{split}2017.json").read_bytes())
+        for p in sorted((out / f"{split}2017").glob("*.png")):
+            h_pix.update(cv2.imread(str(p), cv2.IMREAD_COLOR).tobytes())
+    assert synth.GENERATOR_VERSION == 2
+    assert (h_json.hexdigest()[:16], h_pix.hexdigest()[:16]) == ("72d603ace0addd09", "ee3e9fa6bda67f68")
+    assert "variant" not in _load(out, "val")["info"]
+
+
+def test_unmarked_shows_the_same_scenes_without_markers() -> None:
+    """Same random draws: same image size, figures and keypoints; no joint-colour disc at any keypoint."""
+    checked = 0
+    for i in range(12):
+        m = synth.scene_for(SEED, "val", i, "marked")
+        u = synth.scene_for(SEED, "val", i, "unmarked")
+        assert m.image.shape == u.image.shape and len(m.figures) == len(u.figures)
+        assert np.array_equal(m.raw_joints, u.raw_joints)
+        assert np.array_equal(m.keypoints[..., :2], u.keypoints[..., :2])
+        assert np.array_equal(m.keypoints[..., 2] == 0, u.keypoints[..., 2] == 0)  # outside: both
+        assert not np.array_equal(m.image, u.image)
+        for p in range(len(u.figures)):
+            for j in np.flatnonzero(u.keypoints[p, :, 2] == 2):
+                x, y = synth.joint_pixel(u.raw_joints[p, j])
+                assert tuple(u.image[y, x]) != tuple(synth.JOINT_COLOURS[j])
+                checked += 1
+    assert checked > 100
+
+
+def test_unmarked_visibility_is_the_joints_own_limb_or_feature() -> None:
+    """v = 2 where the keypoint pixel shows a limb segment ending at the joint (face: its feature), v = 1
+    where anything else covers it, v = 0 outside."""
+    parts = synth.own_parts("unmarked")
+    assert set(parts[7]) == {synth.PART_LIMB0 + 0, synth.PART_LIMB0 + 1}  # left elbow: upper arm, forearm
+    assert list(parts[9]) == [synth.PART_LIMB0 + 1, -1] and list(parts[0]) == [0, -1]
+    assert np.array_equal(synth.own_parts("marked")[:, 0], np.arange(NUM_KEYPOINTS))
+    counts = {0: 0, 1: 0, 2: 0}
+    for i in range(20):
+        scene = synth.scene_for(SEED, "train", i, "unmarked")
+        for p in range(len(scene.figures)):
+            for j in range(NUM_KEYPOINTS):
+                v = int(scene.keypoints[p, j, 2])
+                counts[v] += 1
+                if v == 0:
+                    continue
+                px, py = synth.joint_pixel(scene.raw_joints[p, j])
+                seen = int(scene.labels[py, px])
+                mine = {(p + 1) * 64 + int(q) for q in parts[j] if q >= 0}
+                assert (seen in mine) == (v == 2), (i, p, KEYPOINT_NAMES[j])
+    assert counts[1] > 20 and counts[2] > 200
+
+
+def test_unmarked_has_no_mirror_invariant_left_right_cue() -> None:
+    """Shading, segment tones and face features are alike for a joint and its left/right partner."""
+    for a, b in ((1, 2), (3, 4)):
+        assert synth.FACE_FEATURES[a] == synth.FACE_FEATURES[b]
+    from lrpose_bench.keypoints import FLIP_INDEX
+
+    ends = [(a, b) for a, b, _ in synth.LIMBS]
+    for li, (a, b, w) in enumerate(synth.LIMBS):  # the mirror limb (partner joints): same tone and width
+        mirror = ends.index((FLIP_INDEX[a], FLIP_INDEX[b]))
+        assert mirror != li and synth.LIMB_SIDE[mirror] != synth.LIMB_SIDE[li]
+        assert (li in synth.LOWER_LIMBS) == (mirror in synth.LOWER_LIMBS) and synth.LIMBS[mirror][2] == w
+
+
+def test_unmarked_generation_is_deterministic_and_labelled(tmp_path: Path) -> None:
+    a = synth.generate_dataset(tmp_path / "a", 2, 2, seed=3, variant="unmarked")
+    b = synth.generate_dataset(tmp_path / "b", 2, 2, seed=3, variant="unmarked")
+    m = synth.generate_dataset(tmp_path / "m", 2, 2, seed=3)
+    for rel in ("annotations/person_keypoints_train2017.json", "annotations/person_keypoints_val2017.json"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+        assert (a / rel).read_bytes() != (m / rel).read_bytes()
+    assert _load(a, "val")["info"]["variant"] == "unmarked"
+    for p in sorted((a / "val2017").glob("*.png")):
+        assert p.read_bytes() == (b / "val2017" / p.name).read_bytes()
+    with pytest.raises(ValueError, match="unknown embedded data variant 'dots'.*marked, unmarked"):
+        synth.generate_dataset(tmp_path / "x", 1, 1, seed=0, variant="dots")
+
+
+def test_shaded_segment_has_segments_pixels_and_a_darker_rim() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.uniform(5, 75, 2), rng.uniform(5, 75, 2)
+        width = float(rng.uniform(2, 14))
+        flat = Canvas(np.zeros((80, 80, 3), np.uint8), np.zeros((80, 80), np.uint16))
+        shaded = Canvas(np.zeros((80, 80, 3), np.uint8), np.zeros((80, 80), np.uint16))
+        flat.segment(a, b, width, (200, 100, 50), 7)
+        shaded.shaded_segment(a, b, width, (200, 100, 50), 7, rim=0.5)
+        assert np.array_equal(flat.labels, shaded.labels)
+        inside = shaded.labels == 7
+        red = shaded.rgb[..., 0][inside].astype(int)
+        assert red.max() <= 200 and red.min() >= 100 and red.max() - red.min() > 20
+
+
+def test_ellipse_is_centred_on_its_sub_pixel_point() -> None:
+    """No half-pixel or rounding bias: over random 1/16 px centres the pixel centroid errors average out
+    (a single small ellipse's centroid is off by up to about 0.2 px: polygon approximation, rasterisation)."""
+    rng = np.random.default_rng(0)
+    errors = []
+    for _ in range(40):
+        centre = np.round(rng.uniform(25, 35, 2) * 16) / 16
+        canvas = Canvas(np.zeros((60, 60, 3), np.uint8), np.zeros((60, 60), np.uint16))
+        canvas.ellipse(centre, (12.0, 7.0), float(rng.uniform(0, 180)), (0, 255, 0), 5)
+        ys, xs = np.nonzero(canvas.labels == 5)
+        errors.append((xs.mean() - centre[0], ys.mean() - centre[1]))
+        assert abs(len(xs) - np.pi * 12.5 * 7.5) < 25
+    err = np.array(errors)
+    assert np.abs(err).max() < 0.3 and np.all(np.abs(err.mean(axis=0)) < 0.05)

@@ -51,7 +51,10 @@ app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (a run started by ``lrpose sweep`` first ties its life to the sweep's)."""
+    from lrpose_bench.cli.common import die_with_parent
+
+    die_with_parent()
     app()
 
 

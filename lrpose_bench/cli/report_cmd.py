@@ -13,7 +13,7 @@ from lrpose_bench.cli.common import DATA_HELP, console, err_console, fail, run_g
 DEFAULT_ORACLE_RES: tuple[str, ...] = ("64x48", "96x72", "128x96", "192x144", "256x192", "384x288")
 
 plot_app = typer.Typer(
-    help="Figures (PNG + PDF): coarse-error analysis of a run, AP against resolution, oracle AP per codec.",
+    help="Figures (PNG + PDF): a run's predictions and training curves, coarse-error analysis, AP against resolution, oracle AP per codec.",
     no_args_is_help=True,
 )
 
@@ -30,7 +30,7 @@ def report(
     out: Path = typer.Option(Path("results/tables"), "--out", help="Folder the tables are written to (<experiment>.tex/.md/.csv)."),
     runs: Path = typer.Option(Path("results/runs"), "--runs", help="Folder searched (recursively) for record.json files."),
     paper: Optional[Path] = typer.Option(None, "--paper", help="Folder of the paper's tables (CSV). Default: results/paper."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the Markdown tables to the terminal."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal (they are printed in --format; Markdown for all)."),
 ) -> None:
     """Tables of our results (mean ± std over seeds) beside the paper's numbers, one per experiment."""
     from lrpose_bench.report.tables import FORMATS, render, report_tables, write_tables
@@ -41,9 +41,12 @@ def report(
     def _run() -> None:
         tables = report_tables(runs.expanduser(), experiment, paper.expanduser() if paper else None)
         written = write_tables(tables, fmt, out.expanduser())
+        shown = fmt if fmt in FORMATS else "markdown"  # --format all: the Markdown is printed
         if not quiet:
-            typer.echo("\n".join(render(t, "markdown") for t in tables))
-        err_console.print(f"wrote {len(written)} file(s): " + ", ".join(str(p) for p in written), highlight=False)
+            typer.echo("\n".join(render(t, shown) for t in tables))
+        names = {"latex": "LaTeX", "markdown": "Markdown", "csv": "CSV"}
+        printed = "" if quiet else f"; printed the {names[shown]} above"
+        err_console.print(f"wrote {len(written)} file(s): " + ", ".join(str(p) for p in written) + printed, highlight=False)
 
     run_guarded(_run)
 
@@ -56,7 +59,51 @@ def plot_offsets(
     """Coarse-prediction errors of a run: 2-D histogram with marginals, fitted Gaussian, MGM components, size bins."""
     from lrpose_bench.report.figures import plot_offsets as draw
 
-    paths = run_guarded(draw, run.expanduser(), out.expanduser())
+    def _draw() -> list[Path]:
+        import zipfile
+        import zlib
+
+        try:
+            return draw(run.expanduser(), out.expanduser())
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # a truncated or damaged coarse_errors.npz
+            from lrpose_bench.report.figures import resolve_run_dir
+
+            npz = resolve_run_dir(run.expanduser()) / "coarse_errors.npz"
+            raise ValueError(f"{npz}: not a readable .npz file, damaged or truncated ({exc})") from None
+
+    paths = run_guarded(_draw)
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
+@plot_app.command("predictions")
+def plot_predictions(
+    run: Path = typer.Option(..., "--run", help="Run folder (or its record.json) with predictions.json, evaluated on ground-truth boxes."),
+    n: int = typer.Option(24, "--n", min=1, help="Number of persons in the grid."),
+    kind: str = typer.Option("worst", "--kind", help="Which persons: worst (lowest OKS first) | random | inversions (left/right swapped joints first)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset root the run was evaluated on (default: the record's; the embedded dataset for embedded runs)."),
+    full: int = typer.Option(4, "--full", min=0, help="Also draw this many of them on the full-resolution image (<name>_full.png/.pdf); 0 = none."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --kind random."),
+    out: Path = typer.Option(Path("results/figures"), "--out", help="Folder the figures are written to (predictions_<run>_<kind>.png/.pdf)."),
+) -> None:
+    """Validation persons as the network saw them (low-res crop, nearest-neighbour upsampled) with ground
+    truth and prediction, joints coloured by error type; from predictions.json, no re-inference."""
+    from lrpose_bench.report.predictions import plot_predictions as draw
+
+    paths = run_guarded(draw, run.expanduser(), out.expanduser(), n=n, kind=kind,
+                        data=data.expanduser() if data else None, full=full, seed=seed)  # fmt: skip
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
+@plot_app.command("training")
+def plot_training(
+    run: list[Path] = typer.Option(..., "--run", help="Run folder (or its record.json) with log.csv; repeat to overlay runs."),
+    name: Optional[str] = typer.Option(None, "--name", help="File name stem (default training_<run> for one run, training_<first run>_vs_<n> for several)."),
+    out: Path = typer.Option(Path("results/figures"), "--out", help="Folder the figure is written to (.png/.pdf)."),
+) -> None:
+    """Loss terms, learning rate and (where recorded) validation AP per epoch, from log.csv; runs overlaid."""
+    from lrpose_bench.report.figures import plot_training as draw
+
+    paths = run_guarded(draw, [r.expanduser() for r in run], out.expanduser(), name=name)
     console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
 
 

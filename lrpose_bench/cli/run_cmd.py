@@ -9,7 +9,17 @@ from typing import Any, Optional
 
 import typer
 
-from lrpose_bench.cli.common import DATA_HELP, UserError, console, err_console, fail, parse_res, parse_set, run_guarded
+from lrpose_bench.cli.common import (
+    DATA_HELP,
+    UserError,
+    console,
+    err_console,
+    fail,
+    parse_res,
+    seed_value,
+    parse_set,
+    run_guarded,
+)
 
 #: ``--sr/--sr-scale/--sr-weights`` are shorthands for these method options.
 SR_SHORTHANDS = {"sr": "sr", "sr_scale": "sr_scale", "sr_weights": "sr_weights"}
@@ -63,7 +73,7 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, "--lr", help="Override the base learning rate."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size (per process)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (0 = load in the main process)."),
-        seed: int = typer.Option(0, "--seed", help="Random seed (weights, data order, augmentation)."),
+        seed: int = typer.Option(0, "--seed", parser=seed_value, help="Random seed (weights, data order, augmentation): an integer in [0, 2^32)."),
         set_: Optional[list[str]] = typer.Option(None, "--set", help="Method option key=value (repeatable; see `lrpose methods`)."),
         hp: Optional[list[str]] = typer.Option(None, "--hp", help="Any training hyper-parameter key=value (repeatable), e.g. --hp lr_steps=8,10."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
@@ -108,10 +118,40 @@ def register(app: typer.Typer) -> None:
             help="With --checkpoint RUN: write this evaluation into the run's record.json and predictions.json "
                  "(adds metrics of a newer evaluator; same boxes and flip setting as the record).",
         ),  # fmt: skip
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Bring your own checkpoint: an official HRNet pose (or pose_resnet) or MMPose 1.x top-down state dict to evaluate with --method/--backbone/--res."),
+        weights_format: str = typer.Option("auto", "--format", help="Key layout of --weights: hrnet (conv1.*, stage4.*, final_layer.*) | mmpose (backbone.*, head.final_layer.*) | auto (read from the keys)."),
+        method: Optional[str] = typer.Option(None, "--method", "-m", help="With --weights: the method whose head and decoding the checkpoint matches: heatmap | dark | udp (see `lrpose methods`)."),
+        backbone: Optional[str] = typer.Option(None, "--backbone", help="With --weights: the checkpoint's backbone, e.g. hrnet_w32, hrnet_w48, resnet50."),
+        res: Optional[str] = typer.Option(None, "--res", help="With --weights: input resolution HxW at which the crop is cut and fed, e.g. 64x48."),
+        data: Optional[Path] = typer.Option(None, "--data", help="With --weights: " + DATA_HELP),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help="With --weights: method option key=value (repeatable; see `lrpose methods --verbose`)."),
+        test_upsample: Optional[str] = typer.Option(None, "--test-upsample", help="With --weights: feed the low-res crop upsampled (bicubic) to this size HxW, the checkpoint's training size (e.g. 256x192), instead of as is."),
+        pad: bool = typer.Option(False, "--pad", help="With --weights: pad the crop at the right and bottom to sides that are multiples of 32 when the backbone needs them (HRNet's four branches, ResNet); outputs are cut back."),
+        out: Optional[Path] = typer.Option(None, "--out", help="With --weights: also write a run folder (record.json, predictions.json) under this folder, for `lrpose report`."),
+        run_id: Optional[str] = typer.Option(None, "--run-id", help="With --weights --out: run folder name (default <method>-<HxW>-<backbone>-<file stem>)."),
+        experiment: Optional[str] = typer.Option(None, "--experiment", help="With --weights --out: experiment name stored in the record."),
     ) -> None:
-        """Score a saved run again (--checkpoint) or a COCO results file (--predictions + --annotations)."""
+        """Score a saved run again (--checkpoint), a COCO results file (--predictions + --annotations), or an
+        imported HRNet / MMPose checkpoint at any resolution (--weights with --method, --backbone, --res)."""
+        if weights is not None:
+            if checkpoint is not None or predictions is not None or update_record:
+                fail("--weights evaluates an imported checkpoint: --checkpoint, --predictions and --update-record do not apply", 2)
+            from lrpose_bench.cli.weights_cmd import eval_weights
+
+            run_guarded(
+                eval_weights, weights=weights, fmt=weights_format, method=method, backbone=backbone, res=res,
+                data=data, sets=parse_set(set_), test_upsample=test_upsample, pad=pad, det_boxes=det_boxes,
+                det_score_threshold=det_score_threshold, flip=flip, device=device, workers=workers,
+                as_json=as_json, out=out, run_id=run_id, experiment=experiment,
+            )  # fmt: skip
+            return
+        used = [flag for flag, value in (("--method", method), ("--backbone", backbone), ("--res", res),
+                ("--data", data), ("--set", set_), ("--test-upsample", test_upsample), ("--pad", pad or None),
+                ("--out", out), ("--run-id", run_id), ("--experiment", experiment)) if value is not None]  # fmt: skip
+        if used:
+            fail(f"{', '.join(used)}: only with --weights FILE", 2)
         if (checkpoint is None) == (predictions is None):
-            fail("give either --checkpoint RUN, or --predictions P.json with --annotations GT.json", 2)
+            fail("give either --checkpoint RUN, or --predictions P.json with --annotations GT.json, or --weights FILE", 2)
         if predictions is not None and annotations is None:
             fail("--predictions needs --annotations GT.json", 2)
         if update_record and checkpoint is None:
@@ -190,7 +230,9 @@ def _eval(
             write_evaluation(run_dir, result, meta["boxes"], flip)
             err_console.print(f"updated {run_dir / 'record.json'}", highlight=False)
     if as_json:
-        typer.echo(json.dumps({"stats": stats, **extra}, indent=2))
+        from lrpose_bench.engine.runner import record_stats
+
+        typer.echo(json.dumps({"stats": record_stats(stats), **extra}, indent=2))  # pycocotools' -1 -> null
         return
     console.print(stats_table(stats, title))
     if extra.get("mean_error_px") is not None:

@@ -48,7 +48,7 @@ def sweep(
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run (default: go on, list failures at the end)."),
 ) -> None:
     """Run an experiment file: every run without a record, then `lrpose report` for the experiment."""
-    from lrpose_bench.data.spec import embedded_dir
+    from lrpose_bench.data.spec import embedded_dir, embedded_variant
     from lrpose_bench.experiments import (
         PROFILES,
         ExperimentError,
@@ -72,13 +72,13 @@ def sweep(
         fail(f"{exp.path}: experiment {exp.name!r} uses dataset = 'coco': pass --data PATH (a COCO root)")
     data_arg = str(data.expanduser()) if data is not None else None
     exp_dir = out.expanduser() / exp.name
-    statuses = _statuses(runs, exp_dir, None if data_arg else embedded_dir().name)
+    statuses = _statuses(runs, exp_dir, None if data_arg else embedded_dir(variant=embedded_variant(exp.dataset)).name)
 
     if print_commands:
         pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
         for run, status in pending:
             args = run.run_args(exp_dir, data=data_arg, device=device, resume=status == "resume")
-            typer.echo(shlex.join(["lrpose", "run", *args]))
+            typer.echo(shlex.join(["lrpose", getattr(run, "command", "run"), *args]))
         err_console.print(f"{len(pending)} of {len(runs)} runs of {exp.name} have no record yet.", highlight=False)
         stale = [r.run_id for r, s in pending if s == "retry"]
         if stale:
@@ -97,8 +97,8 @@ def sweep(
     except ExperimentError as exc:
         fail(str(exc))
     failures = _execute(exp, runs, statuses, exp_dir, data_arg, device, fail_fast)
-    if report:
-        _report(exp_dir, exp.name, report_format, report_dir)
+    if report and not _report(exp_dir, exp.name, report_format, report_dir) and not failures:
+        raise typer.Exit(1)
     if failures:
         err_console.print(f"[bold red]{len(failures)} run(s) failed:[/]", highlight=False)
         for run_id, log in failures:
@@ -112,16 +112,20 @@ def _statuses(runs: list[Any], exp_dir: Path, dataset_folder: str | None) -> lis
     dataset, another generator version: ``dataset_folder``) stops the sweep."""
     from lrpose_bench.experiments import record_conflict, run_status
     from lrpose_bench.io import read_json
+    from lrpose_bench.records import validate_record
 
     out: list[str] = []
     for run in runs:
         status = run_status(exp_dir / run.run_id)
         if status == "done":
             path = exp_dir / run.run_id / "record.json"
-            try:
-                why = record_conflict(run, read_json(path, "result record"), dataset_folder)
-            except (ValueError, FileNotFoundError, AttributeError) as exc:
-                why = f"it cannot be read ({exc})"
+            try:  # other settings first, then the schema: a record that fails it is not a finished run
+                record = read_json(path, "result record")
+                why = record_conflict(run, record, dataset_folder)
+                if why is None:
+                    validate_record(record, str(path))
+            except (ValueError, OSError, AttributeError) as exc:
+                why = f"it is not a valid record ({exc})"
             if why:
                 fail(f"{path} does not match run {run.run_id}: {why}; use another --out or remove that folder")
         out.append(status)
@@ -182,7 +186,8 @@ def _preflight(exp: Any, runs: list[Any], statuses: list[str], data: str | None)
         if status == "done":
             continue
         args = run.run_args(".", data=data)
-        for flag, what in (("--pretrained", "pretrained weights"), ("--det-boxes", "detection results"), ("--sr-weights", "SR weights")):
+        for flag, what in (("--pretrained", "pretrained weights"), ("--det-boxes", "detection results"), ("--sr-weights", "SR weights"),
+                           ("--weights", "checkpoint")):
             if flag in args:
                 need.setdefault(args[args.index(flag) + 1], f"{what} of run {run.run_id}")
     if data is not None:
@@ -205,6 +210,8 @@ def _paper_ap(runs: list[Any], dataset: str) -> dict[str, float]:
     name = "coco_val2017" if dataset == "coco" else dataset
     out: dict[str, float] = {}
     for run in runs:
+        if getattr(run, "weights", None):  # an imported checkpoint is not the paper's model at that resolution
+            continue
         row = match_paper(table, run.method, run.backbone or "", run.resolution, name)
         if row is not None:
             out[run.run_id] = float(row["AP"])
@@ -224,8 +231,9 @@ def _execute(
         TimeElapsedColumn,
     )
 
+    from lrpose_bench.engine.runlock import folder_is_locked
     from lrpose_bench.experiments import set_aside
-    from lrpose_bench.io import read_json
+    from lrpose_bench.records import read_record
 
     pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
     failures: list[tuple[str, Path]] = []
@@ -241,21 +249,33 @@ def _execute(
         task = progress.add_task(exp.name, total=len(runs), completed=done_before)
         for run, status in pending:
             progress.update(task, description=f"{exp.name}: {run.run_id}")
-            cmd = [sys.executable, *RUN_PREFIX, *run.run_args(exp_dir, data=data, device=device, resume=status == "resume")]
+            prefix = [*RUN_PREFIX[:-1], getattr(run, "command", "run")]  # eval-only runs (weights): lrpose eval
+            cmd = [sys.executable, *prefix, *run.run_args(exp_dir, data=data, device=device, resume=status == "resume")]
             log = log_dir / f"{run.run_id}.log"
+            holder = folder_is_locked(exp_dir / run.run_id)
+            if holder is not None:  # a live run (e.g. of another sweep) owns the folder: never move it away
+                busy = f"{exp_dir / run.run_id} is in use by another run ({holder})"
+                log.write_text(busy + "\n", encoding="utf-8")
+                progress.console.print(f"[red]failed[/] {run.run_id}: {busy}", highlight=False, markup=False)
+                progress.advance(task)
+                failures.append((run.run_id, log))
+                if fail_fast:
+                    break
+                continue
             if status == "retry":
                 moved = set_aside(exp_dir / run.run_id)
                 progress.console.print(f"moved the folder of a failed attempt to {moved}", highlight=False)
             start = time.monotonic()
-            try:
-                with open(log, "w", encoding="utf-8") as fh:
-                    fh.write("$ " + shlex.join(cmd) + "\n")
-                    fh.flush()
-                    rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
-            except KeyboardInterrupt:
-                progress.stop()
-                err_console.print(f"interrupted during {run.run_id}; run the same command again to continue.", highlight=False)
-                raise typer.Exit(130) from None
+            with open(log, "w", encoding="utf-8") as fh:
+                fh.write("$ " + shlex.join(cmd) + "\n")
+                fh.flush()
+                child = start_run(cmd, fh, env)
+                try:
+                    rc = child.wait()
+                except KeyboardInterrupt:
+                    progress.stop()
+                    _stop_run(child, run.run_id)
+                    raise typer.Exit(130) from None
             seconds = time.monotonic() - start
             record_path = exp_dir / run.run_id / "record.json"
             progress.advance(task)
@@ -267,7 +287,14 @@ def _execute(
                 if fail_fast:
                     break
                 continue
-            record = read_json(record_path, "result record")
+            try:
+                record = read_record(record_path)
+            except (ValueError, OSError) as exc:
+                progress.console.print(f"[red]failed[/] {run.run_id} (its record is not valid: {exc})", highlight=False)
+                failures.append((run.run_id, log))
+                if fail_fast:
+                    break
+                continue
             tag = record.get("experiment")
             if tag != exp.name:
                 progress.console.print(f"[yellow]warning[/]: {record_path} is tagged {tag!r}, not {exp.name!r}", highlight=False)
@@ -283,17 +310,53 @@ def _tail(path: Path, lines: int = 8) -> str:
     return "\n".join("    " + t for t in text)
 
 
-def _report(runs_dir: Path, experiment: str, fmt: str, out_dir: Path) -> None:
-    """``lrpose report`` for the experiment through helper E's Python API (skipped with a note if absent)."""
+def _report(runs_dir: Path, experiment: str, fmt: str, out_dir: Path) -> bool:
+    """``lrpose report`` for the experiment through helper E's Python API (skipped with a note if absent);
+    returns False when the report could not be written (the sweep then exits 1)."""
     try:
         from lrpose_bench.report import write_report  # type: ignore[attr-defined]
     except ImportError:
         console.print("note: lrpose report is not available (lrpose_bench.report.write_report); report skipped.", highlight=False)
-        return
+        return True
     try:
         written = write_report(runs_dir, experiment, fmt, out_dir)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        err_console.print(f"[yellow]report not written[/]: {exc}", highlight=False)
-        return
+    except (ValueError, OSError, KeyError) as exc:
+        from lrpose_bench.errors import describe_os_error
+
+        why = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        err_console.print(f"[red]error[/]: report not written: {why}", highlight=False)
+        return False
     where = ", ".join(str(p) for p in written) if isinstance(written, (list, tuple)) and written else str(written or out_dir)
     console.print(f"report for {experiment} written: {where}", highlight=False)
+    return True
+
+
+#: Seconds a sweep waits, after Ctrl-C, for its run to save a resumable checkpoint and stop.
+STOP_GRACE_S: float = 300.0
+
+
+def start_run(cmd: list[str], log: Any, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start one run of a sweep: output to ``log``; in its own process group (the sweep alone takes the
+    terminal's Ctrl-C and passes it on once); told the sweep's pid, so that it stops, saving a resumable
+    checkpoint, if the sweep dies (see :func:`lrpose_bench.cli.common.die_with_parent`)."""
+    from lrpose_bench.cli.common import SWEEP_PARENT_ENV
+
+    child_env = {**(env if env is not None else os.environ), SWEEP_PARENT_ENV: str(os.getpid())}
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
+
+
+def _stop_run(child: subprocess.Popen, run_id: str) -> None:
+    """After Ctrl-C: pass it on to the run, wait for its checkpoint (Ctrl-C again: kill it now)."""
+    import signal
+
+    err_console.print(
+        f"interrupted during {run_id}: waiting for it to save a resumable checkpoint (Ctrl-C again to kill it)",
+        highlight=False,
+    )
+    try:
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=STOP_GRACE_S)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        child.kill()
+        child.wait()
+    err_console.print("run the same command again to continue.", highlight=False)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import math
 import os
+import struct
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 from lrpose_bench.data.augment import AugmentConfig, augment_box, sample_rng
+from lrpose_bench.errors import UserInputError
 from lrpose_bench.geometry import BOX_PADDING, apply_affine, box_to_center_scale, crop_matrix, invert_affine
 from lrpose_bench.io import read_json
 from lrpose_bench.keypoints import FLIP_INDEX, NUM_KEYPOINTS
@@ -35,6 +39,20 @@ MAX_IMAGE_CACHE_BYTES: int = 8 << 30
 #: A labelled keypoint further than this outside the image extent ``[-0.5, W-0.5]`` is "outside" (px).
 OUTSIDE_TOLERANCE: float = 0.5
 
+#: More images than this fraction (and more than one) with another size than the annotation file gives is
+#: an error (a wrong or resized image folder); fewer are skipped with a warning.
+SIZE_MISMATCH_ERROR_FRACTION: float = 0.05
+#: cv2 flags: colour, pixel rows as stored (the annotations' frame; HRNet reads images the same way).
+_IMREAD_FLAGS: int = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+#: Bytes at the end of a file searched for the JPEG end marker / the PNG IEND chunk.
+_TAIL: int = 4096
+_PROBLEM_TEXT = {
+    "unreadable_images": "cannot be read as images",
+    "truncated_images": "are truncated",
+    "size_mismatch_images": "differ in size from the annotation file",
+}
+_PROBED: dict[tuple[str, int, int], Any] = {}
+
 _WARNED_FILES: set[str] = set()
 #: Decoded images (RGB uint8) by (path, mtime ns, size), shared by every dataset of this process that
 #: caches images (a run's training and statistics datasets read the same split).
@@ -48,12 +66,37 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+_NUMBER_TYPES = {int, float}
+
+
+def _all_numbers(rows: list, width: int) -> bool:
+    """Whether ``rows`` is a list of lists of ``width`` finite numbers (type checks at C speed)."""
+    if not all(type(r) is list and len(r) == width for r in rows):
+        return False
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        return False
+    return bool(np.isfinite(np.asarray(rows, np.float64)).all()) if rows else True
+
+
+def _duplicates(values: list) -> list:
+    """Values that occur more than once (in first-seen order)."""
+    if len(set(values)) == len(values):
+        return []
+    return [v for v, n in Counter(values).items() if n > 1]
+
+
+def _shown(values: list, limit: int = 5) -> str:
+    text = ", ".join(repr(v) for v in values[:limit])
+    return text + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
 def load_annotation_file(path: Path) -> dict:
     """Read and check a COCO person-keypoint file; errors name the file, the field and the value.
 
-    Checks: valid JSON object with ``images``/``annotations``/``categories`` lists; images with ``id``,
-    ``file_name``, ``width``, ``height``; person annotations with ``id``, a known ``image_id``, ``bbox``
-    of 4 numbers and ``keypoints`` of 51 numbers.
+    Checks: valid JSON object with ``images``/``annotations``/``categories`` lists; images with an integer
+    ``id``, ``file_name``, ``width``, ``height``; no image id or file name twice, no annotation id twice;
+    person annotations with ``id``, a known ``image_id``, ``bbox`` of 4 numbers and ``keypoints`` of 51
+    numbers. One pass over the file, with the value checks done on whole columns.
     """
     path = Path(path)
     doc = read_json(path, "annotation file")
@@ -64,39 +107,72 @@ def load_annotation_file(path: Path) -> dict:
             raise ValueError(f"annotation file {path}: missing field '{key}' (COCO needs images, annotations, categories)")
         if not isinstance(doc[key], list):
             raise ValueError(f"annotation file {path}: field '{key}' is a {type(doc[key]).__name__}, expected a list")
-    image_ids = set()
-    for i, im in enumerate(doc["images"]):
-        for key in ("id", "file_name", "width", "height"):
-            if not isinstance(im, dict) or key not in im:
-                raise ValueError(f"annotation file {path}: images[{i}] has no field '{key}'")
-        if not (_is_number(im["width"]) and _is_number(im["height"]) and im["width"] > 0 and im["height"] > 0):
-            raise ValueError(
-                f"annotation file {path}: image id {im['id']}: width/height = {im['width']!r}/{im['height']!r} "
-                "are not positive numbers"
-            )
-        image_ids.add(im["id"])
-    for i, ann in enumerate(doc["annotations"]):
+    images, anns = doc["images"], doc["annotations"]
+    for i, im in enumerate(images):
+        if not isinstance(im, dict) or not _IMAGE_FIELDS <= im.keys():
+            key = next(k for k in ("id", "file_name", "width", "height") if not isinstance(im, dict) or k not in im)
+            raise ValueError(f"annotation file {path}: images[{i}] has no field '{key}'")
+    ids = [im["id"] for im in images]
+    if not set(map(type, ids)) <= {int}:
+        i = next(i for i, v in enumerate(ids) if type(v) is not int)
+        raise ValueError(f"annotation file {path}: images[{i}]: field 'id' = {ids[i]!r} is not an integer")
+    if not _all_numbers([[im["width"], im["height"]] for im in images], 2) or any(
+        im["width"] <= 0 or im["height"] <= 0 for im in images
+    ):
+        im = next(im for im in images if not (_is_number(im["width"]) and _is_number(im["height"])
+                                              and im["width"] > 0 and im["height"] > 0))  # fmt: skip
+        raise ValueError(
+            f"annotation file {path}: image id {im['id']}: width/height = {im['width']!r}/{im['height']!r} "
+            "are not positive numbers"
+        )
+    dup = _duplicates(ids)
+    if dup:
+        raise ValueError(
+            f"annotation file {path}: image id(s) {_shown(dup)} appear more than once in 'images'; "
+            "each image needs its own id (annotations would be drawn on the wrong photograph)"
+        )
+    names = [im["file_name"] for im in images]
+    if not set(map(type, names)) <= {str}:
+        i = next(i for i, v in enumerate(names) if not isinstance(v, str))
+        raise ValueError(f"annotation file {path}: images[{i}]: field 'file_name' = {names[i]!r} is not a string")
+    dup = _duplicates(names)
+    if dup:
+        raise ValueError(f"annotation file {path}: file_name(s) {_shown(dup)} appear more than once in 'images'")
+    for i, ann in enumerate(anns):
         if not isinstance(ann, dict) or "id" not in ann:
             raise ValueError(f"annotation file {path}: annotations[{i}] has no field 'id'")
-        if ann.get("category_id", 1) != 1:
-            continue
-        aid = ann["id"]
-        if ann.get("image_id") not in image_ids:
-            raise ValueError(
-                f"annotation file {path}: annotation id {aid}: field 'image_id' = {ann.get('image_id')!r} "
-                "is not in 'images'"
-            )
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-            raise ValueError(f"annotation file {path}: annotation id {aid}: field 'bbox' = {bbox!r} is not 4 numbers")
+    ann_ids = [ann["id"] for ann in anns]
+    if not set(map(type, ann_ids)) <= {int}:
+        i = next(i for i, v in enumerate(ann_ids) if type(v) is not int)
+        raise ValueError(f"annotation file {path}: annotations[{i}]: field 'id' = {ann_ids[i]!r} is not an integer")
+    dup = _duplicates(ann_ids)
+    if dup:
+        raise ValueError(f"annotation file {path}: annotation id(s) {_shown(dup)} appear more than once")
+    persons = [ann for ann in anns if ann.get("category_id", 1) == 1]
+    known = set(ids)
+    if not all(ann.get("image_id") in known for ann in persons):
+        ann = next(ann for ann in persons if ann.get("image_id") not in known)
+        raise ValueError(
+            f"annotation file {path}: annotation id {ann['id']}: field 'image_id' = {ann.get('image_id')!r} "
+            "is not in 'images'"
+        )
+    if not _all_numbers([ann.get("bbox") for ann in persons], 4):
+        ann = next(a for a in persons if not _all_numbers([a.get("bbox")], 4))
+        raise ValueError(
+            f"annotation file {path}: annotation id {ann['id']}: field 'bbox' = {ann.get('bbox')!r} is not 4 numbers"
+        )
+    if not _all_numbers([ann.get("keypoints") for ann in persons], 3 * NUM_KEYPOINTS):
+        ann = next(a for a in persons if not _all_numbers([a.get("keypoints")], 3 * NUM_KEYPOINTS))
         kps = ann.get("keypoints")
-        if not (isinstance(kps, list) and len(kps) == 3 * NUM_KEYPOINTS and all(_is_number(v) for v in kps)):
-            shown = f"{len(kps)} values" if isinstance(kps, list) else repr(kps)
-            raise ValueError(
-                f"annotation file {path}: annotation id {aid}: field 'keypoints' = {shown} "
-                f"is not {3 * NUM_KEYPOINTS} numbers ({NUM_KEYPOINTS} x [x, y, v])"
-            )
+        shown = f"{len(kps)} values" if isinstance(kps, list) else repr(kps)
+        raise ValueError(
+            f"annotation file {path}: annotation id {ann['id']}: field 'keypoints' = {shown} "
+            f"is not {3 * NUM_KEYPOINTS} numbers ({NUM_KEYPOINTS} x [x, y, v])"
+        )
     return doc
+
+
+_IMAGE_FIELDS = frozenset(("id", "file_name", "width", "height"))
 
 
 def build_coco(doc: dict):
@@ -152,6 +228,66 @@ def load_detections(path: Path, image_ids: set[int], score_threshold: float) -> 
 
 
 # --------------------------------------------------------------------------------------------------
+# Image files
+# --------------------------------------------------------------------------------------------------
+class EmptyDatasetError(UserInputError):
+    """A split with no usable person (the message names the file and why each annotation was skipped)."""
+
+
+_JPEG_START, _PNG_START = b"\xff\xd8", b"\x89PNG\r\n\x1a\n"
+
+
+def _is_truncated(head: bytes, tail: bytes) -> bool:
+    """A JPEG without its end-of-image marker or a PNG without its IEND chunk near the end (libjpeg would
+    fill the missing rows with grey and only print a warning)."""
+    if head.startswith(_JPEG_START):
+        return b"\xff\xd9" not in tail
+    if head.startswith(_PNG_START):
+        return b"IEND" not in tail
+    return False
+
+
+def probe_image(path: Path) -> tuple[int, int] | str | None:
+    """``(width, height)`` of an image file from its header, ``"truncated"``, ``"unreadable"``, or None
+    (readable, size unknown); remembered per (path, mtime, size) for the process."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "unreadable"
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _PROBED:
+        _PROBED[key] = _probe(path, st.st_size)
+    return _PROBED[key]
+
+
+def _probe(path: Path, size: int) -> tuple[int, int] | str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read(_TAIL)
+    except OSError:
+        return "unreadable"
+    if len(head) < 8:
+        return "unreadable"
+    if _is_truncated(head, tail):
+        return "truncated"
+    if head.startswith(_PNG_START) and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return (int(w), int(h))
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return (int(im.size[0]), int(im.size[1]))
+    except ImportError:
+        return None
+    except Exception:  # noqa: BLE001 - not for PIL: let OpenCV decide
+        img = cv2.imread(str(path), _IMREAD_FLAGS)
+        return "unreadable" if img is None else (int(img.shape[1]), int(img.shape[0]))
+
+
+# --------------------------------------------------------------------------------------------------
 # Instances
 # --------------------------------------------------------------------------------------------------
 @dataclass
@@ -178,52 +314,84 @@ def clean_box(box: np.ndarray, width: float, height: float) -> np.ndarray | None
     return np.array([x1, y1, x2 - x1, y2 - y1])
 
 
-def gt_instances(doc: dict, image_index: dict[int, int]) -> Instances:
-    """Non-crowd person annotations with labelled keypoints and a usable box (train and GT-box eval)."""
-    counts = {"crowd": 0, "no_keypoints": 0, "zero_area_box": 0, "keypoints_outside_image": 0}
-    sizes = {im["id"]: (float(im["width"]), float(im["height"])) for im in doc["images"]}
-    rows: list[tuple[int, np.ndarray, np.ndarray, float, int]] = []
-    for ann in doc["annotations"]:
-        if ann.get("category_id", 1) != 1:
-            continue
-        if ann.get("iscrowd", 0):
-            counts["crowd"] += 1
-            continue
-        kps = np.asarray(ann["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3)
-        if not (kps[:, 2] > 0).any():
-            counts["no_keypoints"] += 1
-            continue
-        w, h = sizes[ann["image_id"]]
-        box = clean_box(np.asarray(ann["bbox"]), w, h)
-        area = float(ann.get("area", 0.0) or 0.0)
-        if box is None or area <= 0:
-            counts["zero_area_box"] += 1
-            log.debug("annotation id %s: bbox %s has zero area inside the image; skipped", ann["id"], ann["bbox"])
-            continue
-        t = OUTSIDE_TOLERANCE
-        out = (kps[:, 2] > 0) & (
-            (kps[:, 0] < -0.5 - t) | (kps[:, 0] > w - 0.5 + t) | (kps[:, 1] < -0.5 - t) | (kps[:, 1] > h - 0.5 + t)
-        )
-        if out.any():
-            counts["keypoints_outside_image"] += int(out.sum())
-            log.debug("annotation id %s: %d keypoints outside the image; marked not visible", ann["id"], int(out.sum()))
-            kps[out, 2] = 0
-        rows.append((image_index[ann["image_id"]], box, kps, area, int(ann["id"])))
-    if counts["zero_area_box"]:
-        log.warning("%d person annotations have a zero-area box inside the image; skipped", counts["zero_area_box"])
+#: Why a person annotation is not used, in the order the causes are tested (each is counted once, under
+#: its first cause), with the words of the summary.
+SKIP_CAUSES: dict[str, str] = {
+    "crowd": "crowd regions",
+    "no_keypoints": "no labelled keypoint",
+    "zero_area_box": "a box of zero width/height inside the image",
+    "missing_area": "no numeric 'area' field",
+    "zero_area": "an 'area' <= 0",
+}
+
+
+def gt_instances(doc: dict, image_index: dict[int, int], source: str | os.PathLike = "") -> Instances:
+    """Non-crowd person annotations with labelled keypoints, a usable box and a positive ``area`` (train and
+    GT-box eval), as arrays in one pass. ``counts`` holds how many were skipped per cause
+    (:data:`SKIP_CAUSES`) and ``keypoints_outside_image``; one warning (naming ``source``) sums them up."""
+    persons = [a for a in doc["annotations"] if a.get("category_id", 1) == 1]
+    n = len(persons)
+    sizes = np.zeros((max(image_index.values(), default=-1) + 1, 2), np.float64)
+    for im in doc["images"]:
+        if im["id"] in image_index:
+            sizes[image_index[im["id"]]] = (float(im["width"]), float(im["height"]))
+    img = np.array([image_index[a["image_id"]] for a in persons], np.int64)
+    kps = np.array([a["keypoints"] for a in persons], np.float64).reshape(n, NUM_KEYPOINTS, 3)
+    bbox = np.array([a["bbox"] for a in persons], np.float64).reshape(n, 4)
+    raw_area = [a.get("area") for a in persons]
+    has_area = np.array([_is_number(v) for v in raw_area], bool)
+    area = np.array([float(v) if ok else 0.0 for v, ok in zip(raw_area, has_area)], np.float64)
+    crowd = np.array([bool(a.get("iscrowd", 0)) for a in persons], bool)
+    w_img, h_img = sizes[img, 0], sizes[img, 1]
+    # HRNet's clean-bbox rule (without its extra 1 px shrink): clip to the pixel centres [0, W-1] x [0, H-1]
+    x1, y1 = np.maximum(bbox[:, 0], 0.0), np.maximum(bbox[:, 1], 0.0)
+    x2 = np.minimum(w_img - 1.0, x1 + np.maximum(bbox[:, 2], 0.0))
+    y2 = np.minimum(h_img - 1.0, y1 + np.maximum(bbox[:, 3], 0.0))
+    tests = {
+        "crowd": crowd,
+        "no_keypoints": ~(kps[:, :, 2] > 0).any(axis=1),
+        "zero_area_box": ~((x2 > x1) & (y2 > y1)),
+        "missing_area": ~has_area,
+        "zero_area": area <= 0,
+    }
+    keep = np.ones(n, bool)
+    counts: dict[str, int] = {}
+    for cause, failed in tests.items():
+        hit = keep & failed
+        counts[cause] = int(hit.sum())
+        keep &= ~failed
+    t = OUTSIDE_TOLERANCE
+    x, y = kps[:, :, 0], kps[:, :, 1]
+    out = (kps[:, :, 2] > 0) & (
+        (x < -0.5 - t) | (x > w_img[:, None] - 0.5 + t) | (y < -0.5 - t) | (y > h_img[:, None] - 0.5 + t)
+    ) & keep[:, None]
+    counts["keypoints_outside_image"] = int(out.sum())
+    kps[out, 2] = 0
+    where = f"{source}: " if source else ""
+    skipped = {c: counts[c] for c in SKIP_CAUSES if c != "crowd" and counts[c]}
+    if skipped:
+        log.warning("%sskipped %d of %d person annotations: %s", where, sum(skipped.values()), n,
+                    ", ".join(f"{k} with {SKIP_CAUSES[c]}" for c, k in skipped.items()))  # fmt: skip
     if counts["keypoints_outside_image"]:
-        log.warning("%d labelled keypoints lie outside their image; marked not visible",
-                    counts["keypoints_outside_image"])
-    n = len(rows)
+        log.warning("%s%d labelled keypoints lie outside their image; marked not visible", where,
+                    counts["keypoints_outside_image"])  # fmt: skip
+    box = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
     return Instances(
-        image_index=np.array([r[0] for r in rows], np.int64),
-        box=np.array([r[1] for r in rows], np.float64).reshape(n, 4),
-        keypoints=np.array([r[2] for r in rows], np.float64).reshape(n, NUM_KEYPOINTS, 3),
-        area=np.array([r[3] for r in rows], np.float32),
-        ann_id=np.array([r[4] for r in rows], np.int64),
-        score=np.ones(n, np.float32),
+        image_index=img[keep],
+        box=box[keep].reshape(-1, 4),
+        keypoints=kps[keep].reshape(-1, NUM_KEYPOINTS, 3),
+        area=area[keep].astype(np.float32),
+        ann_id=np.array([a["id"] for a in persons], np.int64).reshape(n)[keep],
+        score=np.ones(int(keep.sum()), np.float32),
         counts=counts,
     )
+
+
+def skip_summary(counts: dict[str, int]) -> str:
+    """``"3 crowd regions, 2 with no 'area' field"``: the non-zero skip causes of ``counts``."""
+    parts = [f"{counts[c]} crowd regions" if c == "crowd" else f"{counts[c]} with {SKIP_CAUSES[c]}"
+             for c in SKIP_CAUSES if counts.get(c)]  # fmt: skip
+    return ", ".join(parts) or "none skipped"
 
 
 def det_instances(dets: list[dict], image_index: dict[int, int], counts: dict[str, int]) -> Instances:
@@ -302,11 +470,13 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             self.instances = det_instances(dets, index, counts)
             self.boxes = f"det:{Path(det_file).name}"
         else:
-            self.instances = gt_instances(doc, index)
+            self.instances = gt_instances(doc, index, self.ann_file)
             self.boxes = "gt"
         self.counts = dict(self.instances.counts)
         if max_instances is not None:
             self._truncate(int(max_instances))
+        self._bad: frozenset[int] = frozenset()
+        self._require_instances()
         self._check_images()
         self._cache: dict[int, np.ndarray | None] | None = None
         if cache_images:
@@ -318,20 +488,70 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         for name in ("image_index", "box", "keypoints", "area", "ann_id", "score"):
             setattr(inst, name, getattr(inst, name)[:n])
 
+    def _require_instances(self) -> None:
+        """No person to train on (or to evaluate) is an error naming the file and why each was skipped."""
+        if len(self):
+            return
+        c = self.counts
+        if self.boxes == "gt":
+            why = skip_summary(c)
+            total = sum(c.get(k, 0) for k in SKIP_CAUSES)
+            raise EmptyDatasetError(
+                f"annotation file {self.ann_file}: no usable person to {'train on' if self.train else 'use'} "
+                f"(of {total} person annotations: {why}); fix the file or use another dataset"
+            )
+        dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items() if v) or "it holds none"
+        raise EmptyDatasetError(f"detections {self.boxes[4:]}: no person box to evaluate ({dropped})")
+
     def _check_images(self) -> None:
-        """Count referenced image files that are missing; all missing is an error (wrong folder)."""
+        """Look at every image file an instance uses (once per process and file): missing, unreadable,
+        truncated (a JPEG without its end marker, a PNG without IEND) or of another size than the JSON says.
+        Such images are skipped (their samples have ``ok=False``) and counted; all of them missing is an error
+        (wrong folder), and so are size mismatches past :data:`SIZE_MISMATCH_ERROR_FRACTION` of the images."""
         present = set(os.listdir(self.image_dir))
         used = np.unique(self.instances.image_index)
-        missing = [self.image_files[i] for i in used if self.image_files[i] not in present]
+        missing = [int(i) for i in used if self.image_files[i] not in present]
         self.counts["missing_images"] = len(missing)
         if missing and len(missing) == len(used):
             raise FileNotFoundError(
                 f"none of the {len(used)} images of {self.ann_file.name} is in {self.image_dir} "
-                f"(e.g. file_name {missing[0]!r})"
+                f"(e.g. file_name {self.image_files[missing[0]]!r})"
             )
         if missing:
             log.warning("%d images of %s are missing from %s (e.g. %s); their samples have ok=False",
-                        len(missing), self.ann_file.name, self.image_dir, missing[0])
+                        len(missing), self.ann_file.name, self.image_dir, self.image_files[missing[0]])
+        problems: dict[str, list[int]] = {"unreadable_images": [], "truncated_images": [], "size_mismatch_images": []}
+        for i in used:
+            if self.image_files[i] not in present:
+                continue
+            found = probe_image(self.image_dir / self.image_files[i])
+            if found in ("unreadable", "truncated"):
+                problems[f"{found}_images"].append(int(i))
+            elif found is not None and tuple(found) != tuple(int(v) for v in self.image_sizes[i]):
+                problems["size_mismatch_images"].append(int(i))
+        for key, idx in problems.items():
+            self.counts[key] = len(idx)
+            if idx:
+                log.warning("%s: %d image(s) %s (e.g. %s); their samples are skipped (ok=False)", self.ann_file.name,
+                            len(idx), _PROBLEM_TEXT[key], self.image_dir / self.image_files[idx[0]])  # fmt: skip
+        mismatch = problems["size_mismatch_images"]
+        if len(mismatch) > max(1.0, SIZE_MISMATCH_ERROR_FRACTION * len(used)):
+            i = mismatch[0]
+            w, h = probe_image(self.image_dir / self.image_files[i])  # type: ignore[misc]
+            raise ValueError(
+                f"{len(mismatch)} of the {len(used)} images in {self.image_dir} differ in size from {self.ann_file} "
+                f"(e.g. {self.image_files[i]}: {w}x{h} px in the file, "
+                f"{int(self.image_sizes[i][0])}x{int(self.image_sizes[i][1])} in the JSON); "
+                "wrong image folder, or resized images?"
+            )
+        bad = set(missing).union(*problems.values())
+        self._bad = frozenset(bad)
+        if bad and len(bad) == len(used):
+            found = ", ".join(f"{len(v)} {_PROBLEM_TEXT[k]}" for k, v in problems.items() if v)
+            raise ValueError(
+                f"none of the {len(used)} images of {self.ann_file.name} in {self.image_dir} can be used "
+                f"({len(missing)} missing{', ' + found if found else ''})"
+            )
 
     def _fill_cache(self) -> None:
         """Decode every image an instance uses into ``self._cache`` (an error past MAX_IMAGE_CACHE_BYTES)."""
@@ -344,6 +564,9 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             )
         self._cache = {}
         for i in used:
+            if int(i) in self._bad:
+                self._cache[int(i)] = None
+                continue
             path = self.image_dir / self.image_files[int(i)]
             try:
                 st = path.stat()
@@ -384,13 +607,31 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         return self._decode(i)
 
     def _decode(self, i: int) -> np.ndarray | None:
+        """Image ``i`` decoded (RGB), or None (one warning per file) when it is missing, undecodable,
+        truncated or not of the size the JSON gives; images found bad at load time are not read again."""
+        if i in self._bad:
+            return None
         path = self.image_dir / self.image_files[i]
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            data = np.fromfile(str(path), np.uint8)
+        except OSError:
+            data = None
+        why = "missing or unreadable"
+        img = None
+        if data is not None and data.size:
+            if _is_truncated(data[:16].tobytes(), data[-_TAIL:].tobytes()):
+                why = "truncated"
+            else:
+                img = cv2.imdecode(data, _IMREAD_FLAGS)
+                why = "corrupt"
+        if img is not None and (img.shape[1], img.shape[0]) != tuple(int(v) for v in self.image_sizes[i]):
+            why = f"{img.shape[1]}x{img.shape[0]} px, the JSON says {int(self.image_sizes[i][0])}x{int(self.image_sizes[i][1])}"
+            img = None
         if img is None:
             key = str(path)
             if key not in _WARNED_FILES:
                 _WARNED_FILES.add(key)
-                log.warning("could not read image %s (missing or corrupt); its samples have ok=False", path)
+                log.warning("could not use image %s (%s); its samples have ok=False", path, why)
             return None
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 

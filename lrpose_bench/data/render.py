@@ -4,7 +4,8 @@ Every primitive is drawn twice with identical rasterisation: once in colour on t
 an integer *label* on a ``uint16`` label map, so occlusion, silhouettes and visibility are read back exactly
 from what was drawn. Points are image px in the project's convention (pixel centres at integers, as OpenCV
 draws); they are quantised to ``1 / 2**SHIFT`` px and drawn with OpenCV's fixed-point ``shift`` argument,
-so a disc drawn at a quantised point is centred on it to the sub-pixel.
+so a disc drawn at a quantised point is centred on it to the sub-pixel. Primitives are flat-coloured, except
+:meth:`Canvas.shaded_segment` (a limb shaded like a cylinder; the unmarked variant of the embedded data).
 """
 
 from __future__ import annotations
@@ -52,6 +53,50 @@ class Canvas:
             self.polygon(np.stack([a + perp, b + perp, b - perp, a - perp]), colour, label)
         self.disc(a, half, colour, label)
         self.disc(b, half, colour, label)
+
+    def shaded_segment(
+        self, a: np.ndarray, b: np.ndarray, width: float, colour: tuple[int, int, int], label: int, rim: float
+    ) -> None:
+        """:meth:`segment`'s exact pixels (and labels), shaded like a lit cylinder with hemispherical ends.
+
+        A pixel's brightness is ``1 - rim * (d / half)**2`` of ``colour``, where ``d`` is the distance (px)
+        from its centre (integer image px) to the axis ``a``-``b`` (the nearest point of the segment, so
+        each round cap shades like a hemisphere centred on its end point) and ``half = width / 2``: a limb
+        is brightest on its axis and darkest at its rim, and where a segment ends on another its cap's rim
+        shows the end. The shading depends on ``d`` alone, so a mirror image shades the same way.
+        """
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        h, w = self.labels.shape
+        half = 0.5 * max(width, 1.0)
+        scratch = np.zeros((h, w), np.uint8)
+        mask = Canvas(scratch, scratch)  # colour and label drawn into one 1-channel scratch image
+        mask.segment(a, b, width, (1, 1, 1), 1)  # exactly segment()'s rasterisation
+        x0, y0 = (max(0, int(np.floor(min(a[k], b[k]) - half)) - 1) for k in (0, 1))
+        x1, y1 = (min(lim, int(np.ceil(max(a[k], b[k]) + half)) + 2) for k, lim in ((0, w), (1, h)))
+        if x1 <= x0 or y1 <= y0:
+            return
+        ys, xs = np.nonzero(mask.labels[y0:y1, x0:x1])
+        if ys.size == 0:
+            return
+        ys, xs = ys + y0, xs + x0
+        d = b - a
+        dd = float(d @ d)
+        px, py = xs - a[0], ys - a[1]
+        t = np.clip((px * d[0] + py * d[1]) / dd, 0.0, 1.0) if dd > 1e-12 else np.zeros(xs.shape)
+        dist = np.hypot(px - t * d[0], py - t * d[1])
+        gain = 1.0 - rim * np.clip(dist / half, 0.0, 1.0) ** 2
+        self.rgb[ys, xs] = np.clip(np.rint(gain[:, None] * np.asarray(colour, np.float64)), 0, 255).astype(np.uint8)
+        self.labels[ys, xs] = label
+
+    def ellipse(
+        self, center: np.ndarray, axes: tuple[float, float], angle: float, colour: tuple[int, int, int], label: int
+    ) -> None:
+        """Filled ellipse at a sub-pixel centre (image px); semi-axes ``axes`` (px) along the direction
+        ``angle`` (degrees, image x toward image y) and across it."""
+        c = _fixed(center)
+        ax = (max(1, int(round(axes[0] * ONE))), max(1, int(round(axes[1] * ONE))))
+        cv2.ellipse(self.rgb, c, ax, float(angle), 0.0, 360.0, colour, -1, cv2.LINE_8, SHIFT)
+        cv2.ellipse(self.labels, c, ax, float(angle), 0.0, 360.0, int(label), -1, cv2.LINE_8, SHIFT)
 
     def polygon(self, points: np.ndarray, colour: tuple[int, int, int], label: int) -> None:
         """Filled convex polygon, vertices (N, 2) in image px."""

@@ -3,7 +3,18 @@
 Each image (256-384 px a side) shows 1-3 colour-coded mannequins on a textured, noisy background. A figure
 is a 17-joint kinematic skeleton in COCO order (head with nose/eyes/ears, torso, limbs as thick segments),
 in a random view (front, back, profile), pose, size (small to filling the image), rotation and position.
-Each joint is marked by a disc of its joint type's colour (:data:`JOINT_COLOURS`) at the annotated point.
+
+Two variants (:data:`VARIANTS`) draw the same scenes (the same random draws, so image ``i`` of a split shows
+the same figures in both):
+
+- ``marked`` (the default): each joint is marked by a disc of its joint type's colour
+  (:data:`JOINT_COLOURS`) at the annotated point; limbs are flat-coloured.
+- ``unmarked``: no disc anywhere. Limbs are shaded like cylinders with hemispherical ends
+  (:meth:`~lrpose_bench.data.render.Canvas.shaded_segment`), the lower segments (forearm, shin) darker than
+  the upper ones (:data:`LOWER_SEGMENT_SHADE`), so a joint is the centre of the rounded end where two
+  segments meet (shoulder, hip: where the upper segment starts over the torso; wrist, ankle: where the
+  lower one ends). The face shows plain features instead of markers: dark eyes, a darker nose, ears as
+  skin-coloured lobes (:func:`_draw_face_feature`), drawn where the keypoints are, as in a photograph.
 
 Left and right are told apart the way they are in photographs, by cues that a mirror image carries over
 consistently: the view (front: face visible, the person's left on the image right; back: hair, no face, left
@@ -14,11 +25,15 @@ flip augmentation would label the same colour left in one sample and right in it
 (generator version 1 did this, and left/right swaps dominated every method's errors at 64x48).
 
 Annotations follow COCO: keypoints in image px (pixel centres at integers, multiples of 1/16 px),
-``v = 2`` where the joint's disc is what is seen at the keypoint's pixel, ``v = 1`` where a body part
+``v = 2`` where the joint's own part is what is seen at the keypoint's pixel (marked: its disc; unmarked:
+a limb segment ending at the joint, or the face feature; :func:`own_parts`), ``v = 1`` where a body part
 (its own or another figure's) covers it, ``v = 0`` with ``x = y = 0`` outside the image; ``area`` is the
 pixel count of the figure's visible silhouette, ``bbox`` its tight box (pixel edges), ``segmentation`` its
 RLE. Generation is deterministic for a seed: image ``i`` of a split draws from
-``numpy.random.default_rng([seed, split, i])``, and the PNG and JSON bytes are reproducible.
+``numpy.random.default_rng([seed, split, i])``, and the PNG and JSON bytes are reproducible. The JSON's
+``info`` names a non-default variant (``"variant": "unmarked"``), so the two variants' annotation files,
+and with them the dataset content hashes, differ; the default's files carry no such key (they are
+byte-identical to those written before the variants existed).
 """
 
 from __future__ import annotations
@@ -42,6 +57,9 @@ DEFAULT_TRAIN_IMAGES: int = 640
 DEFAULT_VAL_IMAGES: int = 160
 #: Bumped whenever the generator's output changes (part of the cache folder name).
 GENERATOR_VERSION: int = 2
+#: Generator variants; the first is the default (``lrpose --data embedded:VARIANT``; see the module docstring).
+VARIANTS: tuple[str, ...] = ("marked", "unmarked")
+DEFAULT_VARIANT: str = VARIANTS[0]
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1}
 #: Image ids: ``SPLIT_ID_BASE[split] + i + 1``; annotation ids likewise, so ids are unique across splits.
@@ -75,6 +93,18 @@ LIMBS: tuple[tuple[int, int, float], ...] = (
 LEFT, RIGHT = 0, 1
 LIMB_SIDE = (LEFT, LEFT, RIGHT, RIGHT, LEFT, LEFT, RIGHT, RIGHT)
 SIDE_JOINTS = {LEFT: (5, 7, 9, 11, 13, 15), RIGHT: (6, 8, 10, 12, 14, 16)}
+#: Unmarked variant: limb ids of the lower segments (forearms, shins), drawn at LOWER_SEGMENT_SHADE of the
+#: side's limb colour; LIMB_RIM_SHADE: how much darker a limb's rim is than its axis (cylinder shading).
+LOWER_LIMBS: frozenset[int] = frozenset({1, 3, 5, 7})
+LOWER_SEGMENT_SHADE = 0.72
+LIMB_RIM_SHADE = 0.45
+#: Unmarked variant, face features (COCO 0-4) in units of the head radius: semi-axes (across the face, along
+#: its up direction) and colour relative to the head colour; ears use EAR_SKIN_RGB under hair (back view).
+FACE_FEATURES: dict[int, tuple[float, float, float]] = {
+    0: (0.13, 0.19, 0.70), 1: (0.17, 0.10, 0.25), 2: (0.17, 0.10, 0.25), 3: (0.20, 0.30, 0.80), 4: (0.20, 0.30, 0.80),
+}  # fmt: skip
+FACE_FEATURE_MIN_PX = 0.8
+EAR_SKIN_RGB = (190, 140, 110)
 
 
 @dataclass
@@ -90,6 +120,7 @@ class Figure:
     near_side: int  # side drawn on top (profile: the other side is behind the torso)
     face_hidden: tuple[int, ...]  # face joints behind the head (back view / profile)
     colours: dict = field(default_factory=dict)
+    head_axis: np.ndarray | None = None  # unit vector (image px): the head's "right" (+x of its frame) in the image
 
 
 @dataclass
@@ -198,6 +229,7 @@ def sample_figure(rng: np.random.Generator, width: int, height: int) -> Figure:
         "torso": tuple(int(c) for c in rng.integers(40, 200, 3)),
         "head": tuple(int(c) for c in rng.uniform(*head_range)),
     }
+    axis = place(hc + head_right) - place(hc)
     return Figure(
         joints=quantize(place(j)),
         height=h,
@@ -208,13 +240,23 @@ def sample_figure(rng: np.random.Generator, width: int, height: int) -> Figure:
         near_side=near,
         face_hidden=hidden,
         colours=colours,
+        head_axis=axis / max(float(np.hypot(*axis)), 1e-12),
     )
 
 
-def _draw_figure(canvas: Canvas, fig: Figure, person: int) -> None:
-    """Draw one figure back to front; label = person * 64 + part (joint discs: part = joint index)."""
+def check_variant(variant: str) -> str:
+    """``variant`` if it is a generator variant (:data:`VARIANTS`), else ``ValueError`` listing them."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown embedded data variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    return variant
+
+
+def _draw_figure(canvas: Canvas, fig: Figure, person: int, variant: str = DEFAULT_VARIANT) -> None:
+    """Draw one figure back to front; label = person * 64 + part (joint discs and face features: part =
+    joint index; limb segment ``li``: ``PART_LIMB0 + li``). ``variant``: see the module docstring."""
     base = person * LABELS_PER_PERSON
     h = fig.height
+    marked = variant == "marked"
     disc_r = max(1.6, 0.022 * h)
     face_r = max(1.2, 0.14 * fig.head_radius)
     far = 1 - fig.near_side
@@ -225,20 +267,29 @@ def _draw_figure(canvas: Canvas, fig: Figure, person: int) -> None:
         for li, (a, b, w) in enumerate(LIMBS):
             if LIMB_SIDE[li] == side:
                 items.append((depth, li, ("seg", a, b, w * h, fig.colours[side], base + PART_LIMB0 + li)))
-        for jt in SIDE_JOINTS[side]:
-            items.append((depth + 0.1, jt, ("disc", jt, disc_r)))
+        if marked:
+            for jt in SIDE_JOINTS[side]:
+                items.append((depth + 0.1, jt, ("disc", jt, disc_r)))
     items.append((1.0, 0, ("poly", fig.torso, fig.colours["torso"], base + PART_TORSO)))
     items.append((2.0, 0, ("head",)))
     for jt in range(5):
-        items.append((1.5 if jt in fig.face_hidden else 2.5, jt, ("disc", jt, face_r)))
+        items.append((1.5 if jt in fig.face_hidden else 2.5, jt, ("disc", jt, face_r) if marked else ("face", jt)))
     for _, _, it in sorted(items, key=lambda t: (t[0], t[1])):
         kind = it[0]
         if kind == "seg":
             _, a, b, w, col, lab = it
-            canvas.segment(fig.joints[a], fig.joints[b], w, col, lab)
+            if marked:
+                canvas.segment(fig.joints[a], fig.joints[b], w, col, lab)
+            else:
+                li = lab - base - PART_LIMB0
+                shade = LOWER_SEGMENT_SHADE if li in LOWER_LIMBS else 1.0
+                col = tuple(int(round(c * shade)) for c in col)
+                canvas.shaded_segment(fig.joints[a], fig.joints[b], w, col, lab, LIMB_RIM_SHADE)
         elif kind == "disc":
             _, jt, r = it
             canvas.disc(fig.joints[jt], r, tuple(int(c) for c in JOINT_COLOURS[jt]), base + jt)
+        elif kind == "face":
+            _draw_face_feature(canvas, fig, it[1], base + it[1])
         elif kind == "poly":
             _, pts, col, lab = it
             canvas.polygon(pts, col, lab)
@@ -246,38 +297,77 @@ def _draw_figure(canvas: Canvas, fig: Figure, person: int) -> None:
             canvas.disc(fig.head_center, fig.head_radius, fig.colours["head"], base + PART_HEAD)
 
 
+def _draw_face_feature(canvas: Canvas, fig: Figure, joint: int, label: int) -> None:
+    """Unmarked variant: face joint ``joint`` (COCO 0-4) as a plain feature centred on its keypoint (image px):
+    an ellipse (:data:`FACE_FEATURES`) oriented with the head, in a shade of the head colour (eyes dark, nose
+    darker skin, ears skin lobes; under hair the ears are EAR_SKIN_RGB). Left and right features are alike."""
+    across, along, tone = FACE_FEATURES[joint]
+    r = fig.head_radius
+    axes = (max(FACE_FEATURE_MIN_PX, across * r), max(FACE_FEATURE_MIN_PX, along * r))
+    axis = fig.head_axis if fig.head_axis is not None else np.array([1.0, 0.0])
+    angle = math.degrees(math.atan2(float(axis[1]), float(axis[0])))
+    skin = EAR_SKIN_RGB if (joint in (3, 4) and fig.view == "back") else fig.colours["head"]
+    colour = tuple(int(round(c * tone)) for c in skin)
+    canvas.ellipse(fig.joints[joint], axes, angle, colour, label)
+
+
+def own_parts(variant: str = DEFAULT_VARIANT) -> np.ndarray:
+    """``(17, 2)`` int64: the part ids (label ``= person * 64 + part``) that make joint ``j`` visible
+    (``v = 2``) when one of them is what its keypoint pixel shows; ``-1`` pads. Marked: the joint's disc
+    (part ``j``). Unmarked: the limb segments that end at the joint, or (face) the joint's feature."""
+    parts = np.full((NUM_KEYPOINTS, 2), -1, np.int64)
+    parts[:, 0] = np.arange(NUM_KEYPOINTS)
+    if check_variant(variant) == "marked":
+        return parts
+    ends: dict[int, list[int]] = {}
+    for li, (a, b, _) in enumerate(LIMBS):
+        ends.setdefault(a, []).append(PART_LIMB0 + li)
+        ends.setdefault(b, []).append(PART_LIMB0 + li)
+    for jt, ids in ends.items():
+        parts[jt, : len(ids)] = ids
+    return parts
+
+
 def joint_pixel(points: np.ndarray) -> np.ndarray:
     """The pixel (integer, ``floor(p + 0.5)``) containing each image-px point ``(..., 2)``."""
     return np.floor(np.asarray(points) + 0.5).astype(np.int64)
 
 
-def render_scene(rng: np.random.Generator, width: int, height: int, num_persons: int) -> Scene:
-    """Render ``num_persons`` figures over a background and derive COCO keypoints with visibility."""
+def render_scene(
+    rng: np.random.Generator, width: int, height: int, num_persons: int, variant: str = DEFAULT_VARIANT
+) -> Scene:
+    """Render ``num_persons`` figures over a background and derive COCO keypoints with visibility.
+
+    ``variant`` changes only the drawing, never the random draws: both variants of a scene show the same
+    figures at the same keypoints (image px)."""
+    check_variant(variant)
     canvas = Canvas(background(rng, width, height), np.zeros((height, width), np.uint16))
     figures = [sample_figure(rng, width, height) for _ in range(num_persons)]
     for p, fig in enumerate(figures, start=1):
-        _draw_figure(canvas, fig, p)
+        _draw_figure(canvas, fig, p, variant)
     raw = np.stack([f.joints for f in figures]) if figures else np.zeros((0, NUM_KEYPOINTS, 2))
     pix = joint_pixel(raw)
     inside = (pix[..., 0] >= 0) & (pix[..., 0] < width) & (pix[..., 1] >= 0) & (pix[..., 1] < height)
     px, py = np.clip(pix[..., 0], 0, width - 1), np.clip(pix[..., 1], 0, height - 1)
     seen = canvas.labels[py, px].astype(np.int64)
-    own = (np.arange(1, len(figures) + 1)[:, None] * LABELS_PER_PERSON + np.arange(NUM_KEYPOINTS)[None, :])
-    v = np.where(inside, np.where(seen == own, 2, 1), 0)
+    parts = own_parts(variant)  # (17, 2), -1 pads
+    own = np.arange(1, len(figures) + 1)[:, None, None] * LABELS_PER_PERSON + parts[None]  # (P, 17, 2)
+    hit = ((seen[..., None] == own) & (parts[None] >= 0)).any(axis=-1)
+    v = np.where(inside, np.where(hit, 2, 1), 0)
     kps = np.concatenate([np.where(inside[..., None], raw, 0.0), v[..., None].astype(np.float64)], axis=-1)
     return Scene(canvas.rgb, canvas.labels, kps, raw, figures)
 
 
-def _scene_for(seed: int, split: str, index: int) -> Scene:
+def _scene_for(seed: int, split: str, index: int, variant: str = DEFAULT_VARIANT) -> Scene:
     rng = np.random.default_rng([seed, SPLITS[split], index])
     width, height = int(rng.integers(256, 385)), int(rng.integers(256, 385))
     num = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
-    return render_scene(rng, width, height, num)
+    return render_scene(rng, width, height, num, variant)
 
 
-def scene_for(seed: int, split: str, index: int) -> Scene:
+def scene_for(seed: int, split: str, index: int, variant: str = DEFAULT_VARIANT) -> Scene:
     """The scene of image ``index`` (0-based) of ``split`` for ``seed``: exactly what the generator writes."""
-    return _scene_for(seed, split, index)
+    return _scene_for(seed, split, index, check_variant(variant))
 
 
 def _annotations(scene: Scene, image_id: int, next_ann_id: int) -> list[dict]:
@@ -314,10 +404,10 @@ def _annotations(scene: Scene, image_id: int, next_ann_id: int) -> list[dict]:
     return anns
 
 
-def _render_image(job: tuple[str, int, str, int]) -> tuple[dict, list[dict]]:
+def _render_image(job: tuple[str, int, str, int, str]) -> tuple[dict, list[dict]]:
     """Render image ``index`` of ``split``, write its PNG into ``img_dir``; return image entry + annotations."""
-    img_dir, seed, split, index = job
-    scene = _scene_for(seed, split, index)
+    img_dir, seed, split, index, variant = job
+    scene = _scene_for(seed, split, index, variant)
     image_id = SPLIT_ID_BASE[split] + index + 1
     name = f"{image_id:012d}.png"
     ok, buf = cv2.imencode(".png", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -328,10 +418,12 @@ def _render_image(job: tuple[str, int, str, int]) -> tuple[dict, list[dict]]:
     return {"id": image_id, "file_name": name, "width": int(w), "height": int(h)}, _annotations(scene, image_id, 0)
 
 
-def _write_split(root: Path, split: str, num_images: int, seed: int, workers: int, advance) -> None:
+def _write_split(
+    root: Path, split: str, num_images: int, seed: int, workers: int, advance, variant: str = DEFAULT_VARIANT
+) -> None:
     img_dir = root / f"{split}2017"
     img_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(img_dir), seed, split, i) for i in range(num_images)]
+    jobs = [(str(img_dir), seed, split, i, variant) for i in range(num_images)]
     images, annotations = [], []
     if workers > 1 and num_images >= 64:
         import multiprocessing as mp
@@ -353,9 +445,12 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, workers: in
         for ann in anns:
             ann["id"] = SPLIT_ID_BASE[split] + len(flat) + 1
             flat.append(ann)
+    info: dict = {"description": "lrpose-bench embedded synthetic person keypoints", "version": GENERATOR_VERSION,
+                  "seed": seed, "split": split}
+    if variant != DEFAULT_VARIANT:  # the default's bytes (and dataset hash) stay those of generator v2
+        info["variant"] = variant
     doc = {
-        "info": {"description": "lrpose-bench embedded synthetic person keypoints", "version": GENERATOR_VERSION,
-                 "seed": seed, "split": split},
+        "info": info,
         "licenses": [],
         "images": images,
         "annotations": flat,
@@ -367,13 +462,21 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, workers: in
 
 
 def generate_dataset(
-    out_dir: Path, num_train: int, num_val: int, seed: int, overwrite: bool = False, progress: bool = False
+    out_dir: Path,
+    num_train: int,
+    num_val: int,
+    seed: int,
+    overwrite: bool = False,
+    progress: bool = False,
+    variant: str = DEFAULT_VARIANT,
 ) -> Path:
     """Write a synthetic COCO root (``train2017/``, ``val2017/``, ``annotations/``) to ``out_dir``; returns it.
 
     Atomic: the data is written into a temporary sibling folder and renamed into place. An existing
     non-empty ``out_dir`` is refused (``FileExistsError``) unless ``overwrite``. ``progress`` shows a rich bar.
+    ``variant``: one of :data:`VARIANTS` (``ValueError`` otherwise).
     """
+    check_variant(variant)
     out_dir = Path(out_dir).expanduser()
     if num_train < 0 or num_val < 0:
         raise ValueError(f"image counts must be >= 0, got train={num_train}, val={num_val}")
@@ -384,7 +487,7 @@ def generate_dataset(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        _generate_into(tmp, num_train, num_val, seed, progress)
+        _generate_into(tmp, num_train, num_val, seed, progress, variant=variant)
         install_folder(tmp, out_dir, replace=overwrite)
     finally:
         if tmp.exists():
@@ -392,21 +495,30 @@ def generate_dataset(
     return out_dir
 
 
-def _generate_into(root: Path, num_train: int, num_val: int, seed: int, progress: bool, workers: int | None = None) -> None:
+def _generate_into(
+    root: Path,
+    num_train: int,
+    num_val: int,
+    seed: int,
+    progress: bool,
+    workers: int | None = None,
+    variant: str = DEFAULT_VARIANT,
+) -> None:
     """Write both splits into ``root`` (``workers`` processes; default: up to 4, bounded by the CPUs)."""
+    check_variant(variant)
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
     splits = (("train", num_train), ("val", num_val))
     if not progress:
         for split, n in splits:
-            _write_split(root, split, n, seed, workers, lambda: None)
+            _write_split(root, split, n, seed, workers, lambda: None, variant)
         return
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
         for split, n in splits:
             task = bar.add_task(f"synthesising {split} images", total=n)
-            _write_split(root, split, n, seed, workers, lambda: bar.advance(task))
+            _write_split(root, split, n, seed, workers, lambda: bar.advance(task), variant)
 
 
 def install_folder(tmp: Path, target: Path, replace: bool = False) -> bool:

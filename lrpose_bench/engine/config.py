@@ -24,6 +24,21 @@ from typing import Any, Mapping
 #: ``--amp`` choices: full precision, bfloat16 autocast, float16 autocast with a gradient scaler.
 AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+#: Command-line shorthands of some hyper-parameters (named in error messages).
+HPARAM_SHORTHANDS: dict[str, str] = {
+    "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "workers": "--workers", "amp": "--amp",
+    "flip_test": "--flip/--no-flip", "det_score_threshold": "--det-score-threshold",
+}
+#: Closed ranges of numeric hyper-parameters (probabilities, fractions, counts).
+_RANGES: dict[str, tuple[float, float]] = {
+    "flip_prob": (0.0, 1.0), "rotation_prob": (0.0, 1.0), "half_body_prob": (0.0, 1.0),
+    "warmup_ratio": (0.0, 1.0), "momentum": (0.0, 1.0), "oks_nms_threshold": (0.0, 1.0),
+    "scale_factor": (0.0, 0.99), "rotation_factor": (0.0, 180.0),
+    "weight_decay": (0.0, math.inf), "grad_clip": (0.0, math.inf), "warmup_steps": (0, math.inf),
+    "reference_pixels": (0, math.inf), "workers": (0, math.inf), "max_train_instances": (0, math.inf),
+    "max_val_instances": (0, math.inf), "half_body_min_joints": (0, math.inf), "cpu_threads": (0, math.inf),
+    "log_every": (0, math.inf),
+}
 
 
 @dataclass(frozen=True)
@@ -72,23 +87,44 @@ class TrainConfig:
     cpu_threads: int = 0  # torch threads on a CPU device; 0 = $OMP_NUM_THREADS if set, else cores - workers
     # ---- logging
     log_every: int = 20  # progress bar refresh period in steps
+    tensorboard: bool = False  # also write TensorBoard events (scalars + a few predictions per epoch) to <run>/tensorboard
 
     def validate(self) -> "TrainConfig":
-        """Raise ``ValueError`` naming the field for values that cannot work; returns ``self``."""
+        """Raise :class:`~lrpose_bench.errors.OptionValueError` naming the field and value for values that
+        cannot work (non-finite numbers, probabilities outside [0, 1], ...); returns ``self``."""
+        from lrpose_bench.errors import OptionValueError
+
+        def bad(name: str, rule: str) -> OptionValueError:
+            flag = HPARAM_SHORTHANDS.get(name)
+            where = f"{flag} / --hp {name}" if flag else f"--hp {name}"
+            return OptionValueError(f"hyper-parameter {name}={getattr(self, name)!r} ({where}): {rule}")
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, "must be a finite number")
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if not (low <= value <= high):
+                raise bad(name, f"must be in [{low:g}, {high:g}]" if high != math.inf else f"must be >= {low:g}")
         if self.epochs < 1:
-            raise ValueError(f"hyper-parameter epochs={self.epochs}: must be >= 1")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError(f"hyper-parameter batch_size={self.batch_size}/eval_batch_size={self.eval_batch_size}: must be >= 1")
+            raise bad("epochs", "must be >= 1")
+        if self.batch_size < 1:
+            raise bad("batch_size", "must be >= 1")
+        if self.eval_batch_size < 1:
+            raise bad("eval_batch_size", "must be >= 1")
         if not self.lr > 0:
-            raise ValueError(f"hyper-parameter lr={self.lr}: must be > 0")
+            raise bad("lr", "must be > 0")
+        if not self.lr_factor > 0:
+            raise bad("lr_factor", "must be > 0")
+        if not self.half_body_padding > 0:
+            raise bad("half_body_padding", "must be > 0")
         if self.amp not in AMP_MODES:
-            raise ValueError(f"hyper-parameter amp={self.amp!r}: choose one of {', '.join(AMP_MODES)}")
+            raise bad("amp", f"choose one of {', '.join(AMP_MODES)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"hyper-parameter optimizer={self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-        if self.workers < 0:
-            raise ValueError(f"hyper-parameter workers={self.workers}: must be >= 0")
-        if list(self.lr_steps) != sorted(self.lr_steps):
-            raise ValueError(f"hyper-parameter lr_steps={self.lr_steps}: must be increasing")
+            raise bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        if list(self.lr_steps) != sorted(self.lr_steps) or any(step < 0 for step in self.lr_steps):
+            raise bad("lr_steps", "must be increasing epochs >= 0")
         return self
 
     def for_resolution(self, crop_size: tuple[int, int]) -> "TrainConfig":
@@ -174,8 +210,10 @@ def parse_hparam(key: str, text: str) -> Any:
         if isinstance(default, tuple):
             return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
+        from lrpose_bench.errors import OptionValueError
+
         kind = "a comma-separated list of integers" if isinstance(default, tuple) else type(default).__name__
-        raise ValueError(f"--hp {key}={text!r}: expected {kind}") from None
+        raise OptionValueError(f"--hp {key}={text!r}: expected {kind}") from None
     return text
 
 

@@ -86,6 +86,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_CAPPED_WORKERS: set[tuple[int, int]] = set()
+
+
+def usable_workers(requested: int) -> int:
+    """DataLoader workers capped to :func:`usable_cpus` (torch warns about more, twice per loader, and
+    they only compete for the same cores); says so once per (requested, cap) on stderr."""
+    cap = usable_cpus()
+    if requested <= cap:
+        return requested
+    if (requested, cap) not in _CAPPED_WORKERS:
+        _CAPPED_WORKERS.add((requested, cap))
+        print(f"note: {requested} DataLoader workers requested, {cap} CPUs usable: using {cap} "
+              f"(set --workers or --hp workers=N to choose)", file=sys.stderr, flush=True)
+    return cap
+
+
 def configure_cpu_threads(device: torch.device, workers: int, requested: int = 0) -> int:
     """Set torch's intra-op threads for a CPU run and return the number used.
 

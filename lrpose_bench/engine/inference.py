@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lrpose_bench.engine import distributed as D
+from lrpose_bench.engine.env import usable_workers
 from lrpose_bench.engine.trainer import (
     _as_float,
     autocast_context,
@@ -100,7 +101,7 @@ def predict_dataset(
         Subset(dataset, indices.tolist()),
         batch_size=batch_size,
         shuffle=False,
-        num_workers=workers,
+        num_workers=usable_workers(workers),
         pin_memory=device.type == "cuda",
         generator=loader_generator(0, -2),
     )

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from lrpose_bench.engine import distributed as D
-from lrpose_bench.engine.checkpoint import checkpoint_path, load_checkpoint
+from lrpose_bench.engine.checkpoint import check_weights_file, checkpoint_path, load_checkpoint
 from lrpose_bench.engine.config import AUGMENT_FIELDS, TrainConfig, make_config
 from lrpose_bench.engine.env import configure_cpu_threads, git_commit, resolve_device, versions
 from lrpose_bench.engine.inference import EvalResult, evaluate
-from lrpose_bench.engine.trainer import Trainer, TrainingInterrupted
+from lrpose_bench.engine.runlock import RunLock, check_run_id, claim_run_dir
+from lrpose_bench.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 from lrpose_bench.geometry import format_resolution, parse_resolution
 from lrpose_bench.io import read_json, write_json
 from lrpose_bench.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
@@ -34,7 +35,7 @@ DEFAULT_BACKBONE = {"quick": "tiny", "paper": "hrnet_w32"}
 #: Hyper-parameters that do not change the trained weights (may differ on ``--resume``).
 RESUME_FREE_HPARAMS = {
     "workers", "eval_batch_size", "log_every", "flip_test", "det_score_threshold", "oks_nms_threshold", "cpu_threads",
-    "cache_images",
+    "cache_images", "tensorboard",
 }
 
 
@@ -83,12 +84,13 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(method: PoseMethod, geometry: Geometry, backbone: str, pretrained: str | Path | None) -> torch.nn.Module:
-    """``PoseModel(backbone, method head, method front)`` for ``geometry``."""
-    from lrpose_bench.models import PoseModel, build_backbone
+    """``PoseModel(backbone, method head, method front, private tails)`` for ``geometry``; pretrained
+    weights load into the backbone (the shared path) before any decoupled copy of its last stage is made."""
+    from lrpose_bench.models import build_backbone
+    from lrpose_bench.models.assemble import assemble_model
 
     net = build_backbone(backbone, geometry.model_input_size, Path(pretrained) if pretrained else None)
-    head = method.build_head(net.out_channels, NUM_KEYPOINTS, geometry)
-    return PoseModel(net, head, method.build_front(geometry))
+    return assemble_model(method, geometry, net, NUM_KEYPOINTS)
 
 
 def augment_config(config: TrainConfig) -> Any:
@@ -133,7 +135,9 @@ def effective_config(profile: str, hparams: Mapping[str, Any], crop_size: tuple[
 
 def resolve_profile(spec: RunSpec) -> str:
     """``--profile``, else ``quick`` on the embedded data and ``paper`` on real data."""
-    return spec.profile or ("quick" if spec.data is None else "paper")
+    from lrpose_bench.data.spec import is_embedded  # None, embedded or embedded:VARIANT
+
+    return spec.profile or ("quick" if is_embedded(spec.data) else "paper")
 
 
 def resolve_backbone(spec: RunSpec, profile: str) -> str:
@@ -147,7 +151,10 @@ def default_run_id(method: str, resolution: str, backbone: str, seed: int) -> st
 def choose_run_dir(out: Path, run_id: str | None, default_id: str, resume: bool) -> Path:
     """``out/run_id``; a resume must exist; an explicit ``--run-id`` must not (the caller named that
     folder, e.g. a sweep, so silently writing elsewhere would lose track of the run); a default id whose
-    folder exists gets ``-2``, ``-3``, ..."""
+    folder exists gets ``-2``, ``-3``, ... Neither creates nor locks the folder: a run uses
+    :func:`~lrpose_bench.engine.runlock.claim_run_dir`."""
+    if run_id is not None:
+        check_run_id(run_id)
     base = run_id or default_id
     path = out / base
     if resume:
@@ -203,8 +210,19 @@ def stats_table(stats: Mapping[str, float], title: str = "COCO keypoints") -> An
     table = Table(title=title)
     for name in COCO_STAT_NAMES:
         table.add_column(name, justify="right")
-    table.add_row(*(f"{100 * stats[n]:.1f}" for n in COCO_STAT_NAMES))
+    table.add_row(*(stat_text(stats[n]) for n in COCO_STAT_NAMES))
     return table
+
+
+def stat_text(value: float | None) -> str:
+    """A COCO stat in percent with one decimal; ``-`` for pycocotools' -1 (no ground truth in that area
+    range) or a missing value."""
+    return "-" if value is None or value < 0 or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def record_stats(stats: Mapping[str, float]) -> dict[str, float | None]:
+    """COCO stats for a record: pycocotools' -1 (no ground truth in that area range) becomes null."""
+    return {k: None if v is None or v < 0 or not math.isfinite(v) else float(v) for k, v in stats.items()}
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -237,6 +255,8 @@ def _run(
     spec: RunSpec, console: Any, dist_info: D.DistInfo, device: torch.device, resolve_dataset: Any, on_step: Any
 ) -> RunResult | None:
     say = console.print if dist_info.is_main else (lambda *a, **k: None)
+    if spec.run_id is not None:
+        check_run_id(spec.run_id)  # before the dataset is generated or read
     res = parse_resolution(spec.resolution)
     resolution = format_resolution(res)
     spec = dataclasses.replace(spec, resolution=resolution)
@@ -257,12 +277,44 @@ def _run(
     if not dist_info.is_main:
         data = resolve_dataset(Path(spec.data) if spec.data else None, Path(spec.cache_dir) if spec.cache_dir else None, need_train=True)
 
-    # Run folder (rank 0 decides, everyone agrees).
-    default_id = default_run_id(spec.method, resolution, backbone, spec.seed)
-    run_dir = choose_run_dir(Path(spec.out), spec.run_id, default_id, spec.resume) if dist_info.is_main else None
-    run_dir = Path(D.broadcast_object(str(run_dir) if run_dir else None))
-    spec = dataclasses.replace(spec, backbone=backbone, profile=profile)
+    if spec.pretrained:
+        check_weights_file(spec.pretrained, "--pretrained")  # before anything is written
 
+    # Run folder: rank 0 creates (or opens) and locks it; everyone agrees on the path.
+    default_id = default_run_id(spec.method, resolution, backbone, spec.seed)
+    claim = claim_run_dir(Path(spec.out), spec.run_id, default_id, spec.resume) if dist_info.is_main else None
+    run_dir = Path(D.broadcast_object(str(claim.path) if claim else None))
+    spec = dataclasses.replace(spec, backbone=backbone, profile=profile)
+    if claim is not None and claim.removed_temps:
+        say(f"removed {len(claim.removed_temps)} temporary file(s) a stopped run left in {run_dir}", highlight=False)
+    try:
+        return _train_and_evaluate(spec, console, dist_info, device, on_step, say, run_dir, data, method, geometry,
+                                   train_geometry, config, resolution)  # fmt: skip
+    except TrainingDiverged as exc:
+        if claim is None or checkpoint_path(run_dir).is_file():
+            raise
+        removed = claim.abandon()
+        head = str(exc).split(" The last good checkpoint", 1)[0]
+        raise TrainingDiverged(
+            f"{head}. It diverged before its first checkpoint, so there is nothing to resume"
+            f"{f' (the empty run folder {run_dir} was removed)' if removed else ''}. "
+            "Lower the learning rate (--lr) or check the data."
+        ) from None
+    except BaseException:
+        if claim is not None:
+            claim.abandon()  # a run that failed before its first checkpoint leaves no folder behind
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _train_and_evaluate(
+    spec: RunSpec, console: Any, dist_info: D.DistInfo, device: torch.device, on_step: Any, say: Any, run_dir: Path,
+    data: Any, method: PoseMethod, geometry: Geometry, train_geometry: Geometry, config: TrainConfig, resolution: str,
+) -> RunResult | None:
+    """The run proper, in a claimed run folder: build, train (or resume), evaluate, write the record."""
+    backbone, profile = spec.backbone, spec.profile
     seed_everything(spec.seed)  # same initial weights on every rank (DDP also broadcasts them)
     model = build_model(method, geometry, backbone, spec.pretrained)
     train_set = make_dataset(data.train_ann, data.train_images, method, train_geometry, train=True, config=config,
@@ -275,14 +327,16 @@ def _run(
                                  "dataset_hash": data.content_hash()}  # fmt: skip
     trainer = Trainer(model, method, train_geometry, config, device, seed=spec.seed, run_dir=run_dir, run_meta=run_meta,
                       dist_info=dist_info, console=console, on_step=on_step)  # fmt: skip
-    if spec.resume:
+    if spec.resume and checkpoint_path(run_dir).is_file():
         ckpt = load_checkpoint(checkpoint_path(run_dir), map_location=device)
         _check_resume(ckpt, spec, config)
         check_same_dataset(ckpt, data, "--resume")
         trainer.load_state(ckpt)
         say(f"resuming {run_dir} from epoch {trainer.state.epoch + 1}, step {trainer.state.step + 1}", highlight=False)
+    elif spec.resume:
+        say(f"--resume: {run_dir} has no checkpoint (its run stopped before the first one): starting it from scratch",
+            highlight=False, markup=False)  # fmt: skip
     if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         say(
             f"run {run_dir}: {spec.method} {resolution} backbone {backbone}, profile {profile}, "
             f"{len(train_set)} train / {len(val_set)} val instances, {config.epochs} epochs on {device}",
@@ -295,11 +349,18 @@ def _run(
         resume_hint = f"resume with the same command plus --resume --run-id {run_dir.name} --out {run_dir.parent}"
         raise TrainingInterrupted(f"{exc}. {resume_hint}", exc.path, exc.epoch, exc.step) from None
 
-    result = evaluate(
-        trainer.model, method, geometry, val_set, device,
-        batch_size=config.eval_batch_size, workers=config.workers, flip=config.flip_test, amp=config.amp,
-        channels_last=trainer.channels_last, oks_nms_threshold=config.oks_nms_threshold, progress=True,
-    )  # fmt: skip
+    try:
+        result = evaluate(
+            trainer.model, method, geometry, val_set, device,
+            batch_size=config.eval_batch_size, workers=config.workers, flip=config.flip_test, amp=config.amp,
+            channels_last=trainer.channels_last, oks_nms_threshold=config.oks_nms_threshold, progress=True,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        path = checkpoint_path(run_dir)
+        raise TrainingInterrupted(
+            f"interrupted during the evaluation; the trained model is saved in {path}. Evaluate it with the same "
+            f"command plus --resume --run-id {run_dir.name} --out {run_dir.parent}", path, trainer.state.epoch, 0,
+        ) from None
     if not dist_info.is_main or result is None:
         return None
 
@@ -309,6 +370,7 @@ def _run(
         train_instances=len(train_set), val_set=val_set, result=result, summary=summary, cost=cost, device=device,
         world_size=dist_info.world_size,
     )  # fmt: skip
+    record["dataset"]["counts"] = {"train": dict(train_set.counts), "val": dict(val_set.counts)}
     write_outputs(run_dir, record, result, method)
     console.print(stats_table(result.stats, f"{run_dir.name}: {spec.method} {resolution} ({val_set.boxes} boxes)"))
     if result.mean_error is not None:
@@ -360,7 +422,7 @@ def build_record(
         "profile": spec.profile,
         "hparams": config.to_dict(),
         "seed": spec.seed,
-        "stats": {k: float(v) for k, v in result.stats.items()},
+        "stats": record_stats(result.stats),
         "per_joint_error_px": per_joint,
         "mean_error_px": float(mean),
         "train_images_per_s": float(summary.images_per_s),
@@ -411,7 +473,7 @@ def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool) -> 
         )
     before = record["stats"].get("AP")
     record |= {
-        "stats": {k: float(v) for k, v in result.stats.items()},
+        "stats": record_stats(result.stats),
         "per_joint_error_px": (
             {n: _finite_or_none(float(v)) for n, v in zip(KEYPOINT_NAMES, result.per_joint_error)}
             if result.per_joint_error is not None else record["per_joint_error_px"]
@@ -422,8 +484,9 @@ def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool) -> 
         "reevaluated": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "git_commit": git_commit(), "AP_before": before},
     }  # fmt: skip
-    write_json(run_dir / "predictions.json", result.results, indent=None)
-    write_record(run_dir, record)
+    with RunLock(run_dir):  # never while a run writes this folder
+        write_json(run_dir / "predictions.json", result.results, indent=None)
+        write_record(run_dir, record)
     return record
 
 
@@ -448,7 +511,7 @@ def evaluate_checkpoint(
         overrides["workers"] = workers
     if det_score_threshold is not None:
         overrides["det_score_threshold"] = det_score_threshold
-    config = dataclasses.replace(config, **overrides)
+    config = dataclasses.replace(config, **overrides).validate()
     method = build_method(spec.method, spec.options)
     method.load_state_dict(ckpt.get("method", {}))
     geometry = method.geometry(parse_resolution(spec.resolution))

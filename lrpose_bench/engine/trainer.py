@@ -35,6 +35,7 @@ from lrpose_bench.engine.checkpoint import (
     unwrap_model,
 )
 from lrpose_bench.engine.config import TrainConfig
+from lrpose_bench.engine.env import usable_workers
 from lrpose_bench.io import write_text
 from lrpose_bench.method import Geometry, PoseMethod, Stage
 
@@ -228,6 +229,7 @@ class Trainer:
         self.state = TrainState()
         self._stop = False
         self._warned_skip = False
+        self._tensorboard: Any = None  # TensorBoardLogger with --hp tensorboard=true (rank 0)
 
     # ---------------------------------------------------------------- construction
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -307,7 +309,7 @@ class Trainer:
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=usable_workers(self.config.workers),
             pin_memory=self.device.type == "cuda",
             generator=loader_generator(self.seed, epoch),
         )
@@ -321,7 +323,7 @@ class Trainer:
                 dataset,
                 batch_size=self.config.eval_batch_size,
                 shuffle=False,
-                num_workers=self.config.workers,
+                num_workers=usable_workers(self.config.workers),
                 pin_memory=self.device.type == "cuda",
                 generator=loader_generator(self.seed, -1),
             )
@@ -375,6 +377,11 @@ class Trainer:
     def _fit(self, train_set: Dataset, predict_set: Dataset) -> TrainSummary:
         cfg, s = self.config, self.state
         schedule = stage_schedule(self.method.stages(), cfg.epochs)
+        if cfg.tensorboard and self.dist.is_main and self.run_dir is not None and self._tensorboard is None:
+            from lrpose_bench.engine.tensorboard import TensorBoardLogger
+
+            self._tensorboard = TensorBoardLogger(self.run_dir, self.method, self.geometry, predict_set, self.device,
+                                                  self.channels_last)  # fmt: skip
         sampler = EpochBatchSampler(len(train_set), cfg.batch_size, self.seed, self.dist.rank, self.dist.world_size)
         self.train_model.train()
         for stage, first, end in schedule:
@@ -477,6 +484,8 @@ class Trainer:
         s.log_rows.append(row)
         s.epoch, s.step, s.progress = epoch + 1, 0, {}
         self._write_log()
+        if self._tensorboard is not None:
+            self._tensorboard.log_epoch(row, self.model, epoch + 1)
         self._save()
         if self.dist.is_main and not bar.enabled and self.console is not None:
             terms = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith("loss"))

@@ -30,12 +30,14 @@ def _maybe_quiet(quiet: bool):
 
 
 def load_coco(annotations: Any, quiet: bool = True):
-    """A ``pycocotools.coco.COCO`` from a path (or an already loaded ``COCO``/dataset dict), quietly."""
+    """A ``pycocotools.coco.COCO`` from a path (or an already loaded ``COCO``/dataset dict), quietly; a file
+    or dict is checked first (:func:`check_ground_truth`), so errors name the file, the entry and the field."""
     from pycocotools.coco import COCO
 
     if isinstance(annotations, COCO):
         return annotations
     if isinstance(annotations, dict):
+        check_ground_truth(annotations)
         coco = COCO()
         coco.dataset = annotations
         with _maybe_quiet(quiet):
@@ -43,14 +45,72 @@ def load_coco(annotations: Any, quiet: bool = True):
         return coco
     path = Path(annotations)
     data = read_json(path, "annotation file")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"annotation file {path} lacks the field {key!r} (not a COCO annotation file)")
+    check_ground_truth(data, f"annotation file {path}")
     return load_coco(data, quiet)
 
 
+#: Fields COCOeval reads from every ground-truth annotation (keypoint evaluation).
+GT_ANNOTATION_FIELDS: tuple[str, ...] = (
+    "id", "image_id", "category_id", "keypoints", "num_keypoints", "bbox", "area", "iscrowd",
+)
+
+
+def _numbers(values: list) -> bool:
+    """All finite ints/floats (no bools, strings or nulls), type checks at C speed."""
+    return set(map(type, values)) <= {int, float} and bool(np.isfinite(np.asarray(values, np.float64)).all())
+
+
+def check_ground_truth(doc: Any, source: str = "annotations") -> None:
+    """What pycocotools' keypoint evaluation needs of a ground truth, as one-line ``ValueError``s naming
+    ``source``, the entry and the field: ``images`` with unique integer ids; ``categories`` with ids;
+    annotations with unique ids, a known ``image_id`` and the fields of :data:`GT_ANNOTATION_FIELDS`."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{source}: top level is a {type(doc).__name__}, expected a JSON object (COCO)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(doc.get(key), list):
+            raise ValueError(f"{source} lacks the field {key!r} as a list (not a COCO annotation file)")
+    for what, need in (("images", ("id",)), ("categories", ("id",)), ("annotations", GT_ANNOTATION_FIELDS)):
+        for i, entry in enumerate(doc[what]):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{source}: {what}[{i}] is a {type(entry).__name__}, expected an object")
+            missing = [k for k in need if k not in entry]
+            if missing:
+                raise ValueError(f"{source}: {what}[{i}] has no field {missing[0]!r} (COCO keypoint evaluation needs it)")
+    ids = [im["id"] for im in doc["images"]]
+    if not set(map(type, ids)) <= {int}:
+        i = next(i for i, v in enumerate(ids) if type(v) is not int)
+        raise ValueError(f"{source}: images[{i}]: field 'id' = {ids[i]!r} is not an integer")
+    anns = doc["annotations"]
+    for what, values in (("image id", ids), ("annotation id", [a["id"] for a in anns])):
+        if len(set(values)) != len(values):
+            seen: set = set()
+            dup = next(v for v in values if v in seen or seen.add(v))
+            raise ValueError(f"{source}: {what} {dup!r} appears more than once")
+    known = set(ids)
+    for i, a in enumerate(anns):
+        if a["image_id"] not in known:
+            raise ValueError(f"{source}: annotations[{i}]: field 'image_id' = {a['image_id']!r} is not in 'images'")
+    columns = {
+        "bbox": [a["bbox"] for a in anns], "keypoints": [a["keypoints"] for a in anns],
+        "area": [[a["area"]] for a in anns], "num_keypoints": [[a["num_keypoints"]] for a in anns],
+    }  # fmt: skip
+    for key, rows in columns.items():
+        ok = all(isinstance(r, list) and r and (key != "keypoints" or len(r) % 3 == 0) for r in rows)
+        if ok and (key != "bbox" or all(len(r) == 4 for r in rows)):
+            ok = _numbers([v for r in rows for v in r])
+        if not ok:
+            i = next(i for i, r in enumerate(rows) if not (isinstance(r, list) and r and _numbers(r)
+                                                             and (key != "bbox" or len(r) == 4)
+                                                             and (key != "keypoints" or len(r) % 3 == 0)))  # fmt: skip
+            value = anns[i][key]
+            raise ValueError(f"{source}: annotation id {anns[i]['id']}: field {key!r} = {value!r:.80} is not valid "
+                             f"({'4 numbers' if key == 'bbox' else '3*K numbers' if key == 'keypoints' else 'a number'})")  # fmt: skip
+
+
 def check_results(results: Iterable[dict], source: str = "results") -> list[dict]:
-    """Validate COCO keypoint results (fields, 3*K keypoint values); returns them as a list."""
+    """Validate COCO keypoint results: objects with ``image_id`` (integer), ``category_id``, ``keypoints``
+    (3*K finite numbers, one K for all) and ``score`` (a finite number); returns them as a list. Errors name
+    ``source``, the entry and the field."""
     out = list(results)
     for i, r in enumerate(out):
         if not isinstance(r, dict):
@@ -61,6 +121,26 @@ def check_results(results: Iterable[dict], source: str = "results") -> list[dict
         kp = r["keypoints"]
         if not isinstance(kp, (list, tuple)) or len(kp) % 3 or not kp:
             raise ValueError(f"{source}: entry {i} field 'keypoints' must be a list of 3*K numbers, got {kp!r:.60}")
+    if not out:
+        return out
+    fields = {
+        "image_id": ([r["image_id"] for r in out], {int}, "an integer image id"),
+        "category_id": ([r["category_id"] for r in out], {int}, "an integer category id"),
+        "score": ([r["score"] for r in out], {int, float}, "a finite number"),
+    }
+    for key, (values, types, what) in fields.items():
+        if not set(map(type, values)) <= types or (key == "score" and not np.isfinite(np.asarray(values, float)).all()):
+            i = next(i for i, v in enumerate(values) if type(v) not in types or (key == "score" and not _numbers([v])))
+            raise ValueError(f"{source}: entry {i} field {key!r} = {values[i]!r} is not {what}")
+    lengths = {len(r["keypoints"]) for r in out}
+    if len(lengths) > 1:
+        first = len(out[0]["keypoints"])
+        i = next(i for i, r in enumerate(out) if len(r["keypoints"]) != first)
+        raise ValueError(f"{source}: entry {i} has {len(out[i]['keypoints'])} keypoint values, entry 0 has {first}")
+    if not _numbers([v for r in out for v in r["keypoints"]]):
+        i = next(i for i, r in enumerate(out) if not _numbers(list(r["keypoints"])))
+        bad = next(v for v in out[i]["keypoints"] if not _numbers([v]))
+        raise ValueError(f"{source}: entry {i} field 'keypoints' holds {bad!r}, expected finite numbers")
     return out
 
 

@@ -23,6 +23,7 @@ from lrpose_bench.report.style import (
     OKABE_ITO,
     TEXT_WIDTH,
     VARIANT_LINESTYLES,
+    PlotResult,
     method_style,
     plot_style,
     save_figure,
@@ -64,6 +65,12 @@ def load_coarse_errors(run_dir: Path) -> np.ndarray:
     """Valid coarse errors ``(M, 2)`` (heatmap px) from ``run_dir/coarse_errors.npz`` (``errors``, ``valid``)."""
     path = run_dir / "coarse_errors.npz"
     if not path.is_file():
+        method = _record_method(run_dir)
+        if method is not None and not _has_grid(method):
+            raise ReportError(
+                f"{path} not found: method {method!r} is not a grid method (no heatmap argmax, so no coarse "
+                "errors to plot); only heatmap-based methods have them"
+            )
         raise ReportError(f"{path} not found: the run wrote no coarse errors (only heatmap-based methods do)")
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -79,6 +86,29 @@ def load_coarse_errors(run_dir: Path) -> np.ndarray:
     if len(picked) < 2:
         raise ReportError(f"{path}: fewer than 2 valid coarse errors ({len(picked)})")
     return picked
+
+
+def _record_method(run_dir: Path) -> str | None:
+    """The method name in ``run_dir/record.json``, or None when there is no readable record."""
+    import json
+
+    try:
+        record = json.loads((run_dir / "record.json").read_text())
+        name = record["method"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _has_grid(method: str) -> bool:
+    """Whether registered ``method`` has coarse (integer argmax) predictions, i.e. overrides ``coarse``."""
+    from lrpose_bench.method import PoseMethod, method_class
+
+    try:
+        cls = method_class(method)
+    except (KeyError, ImportError, AttributeError):
+        return True  # unknown here: say nothing about it
+    return cls.coarse is not PoseMethod.coarse
 
 
 def load_mgm(run_dir: Path) -> GaussianMixtureSpec | None:
@@ -158,12 +188,16 @@ def _size_label(lo: float, hi: float) -> str:
     return f"≥{lo:g}" if math.isinf(hi) else f"{lo:g}–{hi:g}"
 
 
-def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) -> list[Path]:
+def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) -> PlotResult:
     """The coarse-error figure of one run -> ``out_dir/<name>.png`` and ``.pdf`` (name: ``offsets_<run>``).
 
     Left: 2-D histogram of the errors with marginal histograms, the fitted single Gaussian (1 and 2 sigma
     ellipses, marginal densities) and, for MGM runs, the mixture's components (ellipses) and weighted
     marginal densities. Right: the errors binned by length with the fraction the single Gaussian predicts.
+
+    ``series`` (heatmap px): ``edges`` (bin edges, both axes), ``hist2d (x bins, y bins)`` counts,
+    ``mean (2,)``, ``cov (2,2)`` of the single Gaussian, ``size_edges``, ``observed_pct`` and
+    ``expected_pct`` per size bin, ``n`` errors; MGM runs add ``mgm_weights``, ``mgm_means``, ``mgm_covariances``.
     """
     from matplotlib.figure import Figure
 
@@ -259,7 +293,13 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
             transform=ax_info.transAxes, ha="left", va="top", fontsize=6,
         )
         fig.suptitle(title, fontsize=8.5)
-        return save_figure(fig, Path(out_dir) / (name or f"offsets_{run_dir.name}"))
+        series: dict[str, Any] = {
+            "edges": edges, "hist2d": hist, "mean": mean, "cov": cov, "size_edges": np.asarray(SIZE_BIN_EDGES),
+            "observed_pct": observed, "expected_pct": expected, "n": np.array(len(errors)),
+        }  # fmt: skip
+        if mgm is not None:
+            series |= {"mgm_weights": mgm.weights, "mgm_means": mgm.means, "mgm_covariances": mgm.covariances}
+        return PlotResult(save_figure(fig, Path(out_dir) / (name or f"offsets_{run_dir.name}")), series)
 
 
 def _run_title(run_dir: Path) -> str:
@@ -293,11 +333,13 @@ def _resolution_axis(ax: Any, resolutions: Sequence[str]) -> None:
     ax.set_xlim(lo / 1.4, hi * 1.4)
 
 
-def plot_resolution(agg: pd.DataFrame, out_dir: str | Path, experiment: str | None = None) -> list[Path]:
+def plot_resolution(agg: pd.DataFrame, out_dir: str | Path, experiment: str | None = None) -> PlotResult:
     """AP (%) against input resolution, one line per method (and option label), error bars = std over seeds.
 
     ``agg`` is :func:`lrpose_bench.report.registry.aggregate`'s frame. One figure per experiment
     (``resolution_<experiment>.png/.pdf``); one panel per (backbone, dataset, boxes, profile) setting.
+    ``series``: per line ``"<experiment>|<backbone>·<dataset>·<boxes>·<profile>|<legend label>"`` ->
+    ``(pixels (n,), AP % (n,), std % (n,))`` stacked as a ``(3, n)`` array, resolutions in pixel order.
     """
     from matplotlib.figure import Figure
 
@@ -310,6 +352,7 @@ def plot_resolution(agg: pd.DataFrame, out_dir: str | Path, experiment: str | No
         agg = agg[agg["experiment"] == experiment]
     extras = sorted(set(agg["method"]) - set(_registered()))
     paths: list[Path] = []
+    series: dict[str, np.ndarray] = {}
     for exp, part in agg.groupby("experiment", sort=True):
         panels = list(part.groupby(["backbone", "dataset", "boxes", "profile"], sort=True))
         resolutions = sorted(set(part["resolution"]), key=resolution_pixels)
@@ -323,11 +366,16 @@ def plot_resolution(agg: pd.DataFrame, out_dir: str | Path, experiment: str | No
                     style = method_style(str(method), extras)
                     for j, (label, line) in enumerate(by_method.groupby("label", sort=True)):
                         line = line.sort_values("pixels")
+                        text = method_text(style.label, str(label))
                         ax.errorbar(
                             line["pixels"], 100.0 * line["AP_mean"], yerr=100.0 * line["AP_std"].fillna(0.0),
                             color=style.color, marker=style.marker, ls=VARIANT_LINESTYLES[j % len(VARIANT_LINESTYLES)],
-                            capsize=2.0, label=method_text(style.label, str(label)),
+                            capsize=2.0, label=text,
                         )
+                        series[f"{exp}|{backbone}·{dataset}·{boxes}·{profile}|{text}"] = np.stack([
+                            line["pixels"].to_numpy(float), 100.0 * line["AP_mean"].to_numpy(float),
+                            100.0 * line["AP_std"].to_numpy(float),
+                        ])  # fmt: skip
                 _resolution_axis(ax, resolutions)
                 ax.set_ylabel("AP (%)")
                 ax.set_title(f"{backbone} · {dataset} · {boxes} boxes · {profile}", fontsize=7)
@@ -340,7 +388,7 @@ def plot_resolution(agg: pd.DataFrame, out_dir: str | Path, experiment: str | No
             fig.legend(list(handles.values()), list(handles), loc="outside right center")
             fig.suptitle(f"AP against input resolution: {exp}", fontsize=8.5)
             paths += save_figure(fig, Path(out_dir) / f"resolution_{slug(str(exp))}")
-    return paths
+    return PlotResult(paths, series)
 
 
 def _registered() -> list[str]:
@@ -372,16 +420,18 @@ def check_oracle_results(results: Mapping[str, Any], source: str = "oracle resul
     return out
 
 
-def plot_oracle(results: Mapping[str, Any], out_dir: str | Path, name: str = "oracle") -> list[Path]:
+def plot_oracle(results: Mapping[str, Any], out_dir: str | Path, name: str = "oracle") -> PlotResult:
     """Oracle AP (%) and mean keypoint error against resolution, one line per codec -> ``<name>.png/.pdf``.
 
     ``results``: ``{"HxW": {method: {"AP": [0,1], ..., "mean_px_error": px}}}`` (from
     :func:`lrpose_bench.oracle.run_oracle` per resolution). The error panel is drawn when every entry
-    has ``mean_px_error``.
+    has ``mean_px_error``. ``series``: ``"<method>/pixels"``, ``"<method>/AP"`` (%) and, with the error
+    panel, ``"<method>/mean_px_error"`` (image px), resolutions in pixel order.
     """
     from matplotlib.figure import Figure
 
     data = check_oracle_results(results)
+    series: dict[str, np.ndarray] = {}
     resolutions = sorted(data, key=resolution_pixels)
     methods = sorted({m for per in data.values() for m in per}, key=_method_order)
     extras = sorted(set(methods) - set(_registered()))
@@ -393,6 +443,10 @@ def plot_oracle(results: Mapping[str, Any], out_dir: str | Path, name: str = "or
             style = method_style(method, extras)
             res_m = [r for r in resolutions if method in data[r]]
             x = [resolution_pixels(r) for r in res_m]
+            series[f"{method}/pixels"] = np.asarray(x, float)
+            series[f"{method}/AP"] = np.asarray([100.0 * data[r][method]["AP"] for r in res_m])
+            if with_err:
+                series[f"{method}/mean_px_error"] = np.asarray([data[r][method]["mean_px_error"] for r in res_m])
             axes[0].plot(x, [100.0 * data[r][method]["AP"] for r in res_m], color=style.color, marker=style.marker,
                          label=style.label)
             if with_err:
@@ -407,9 +461,149 @@ def plot_oracle(results: Mapping[str, Any], out_dir: str | Path, name: str = "or
             axes[1].set_yscale("log")
             axes[1].set_ylabel("mean keypoint error (image px)")
             axes[1].set_title("mean error of the decoded keypoints")
-        return save_figure(fig, Path(out_dir) / name)
+        return PlotResult(save_figure(fig, Path(out_dir) / name), series)
 
 
 def _method_order(name: str) -> tuple[int, str]:
     order = _registered()
     return (order.index(name) if name in order else len(order), name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training curves (log.csv)
+# ------------------------------------------------------------------------------------------------
+#: log.csv columns holding validation AP per epoch (fractions in [0, 1]), when a run recorded them.
+AP_COLUMNS: tuple[str, ...] = ("AP", "val_AP", "val_ap")
+#: Line colours of overlaid runs whose methods repeat (otherwise each run takes its method's colour).
+_RUN_COLORS: tuple[str, ...] = (
+    OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["bluish_green"], OKABE_ITO["orange"],
+    OKABE_ITO["reddish_purple"], OKABE_ITO["sky_blue"], OKABE_ITO["black"], "#999999",
+)  # fmt: skip
+
+
+def load_log(run_dir: Path) -> pd.DataFrame:
+    """``run_dir/log.csv`` (one row per epoch; ``epoch`` 1-based) with its numeric columns as floats."""
+    path = run_dir / "log.csv"
+    if not path.is_file():
+        raise ReportError(f"{path} not found: the run has no training log (lrpose run writes one per epoch)")
+    try:
+        log = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    if "epoch" not in log.columns or log.empty:
+        raise ReportError(f"{path}: needs an 'epoch' column and at least one row; has {list(log.columns)}")
+    for column in log.columns:
+        if column != "stage":
+            log[column] = pd.to_numeric(log[column], errors="coerce")
+    return log.sort_values("epoch", kind="stable").reset_index(drop=True)
+
+
+def _run_label(run_dir: Path, record: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(legend label, method name) of a run."""
+    method = str(record.get("method", {}).get("name", "?")) if isinstance(record, Mapping) else "?"
+    return (f"{run_dir.name} ({method})" if method != "?" else run_dir.name), method
+
+
+def _read_record(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "record.json"
+    try:
+        record = read_json(path, "result record") if path.is_file() else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def plot_training(runs: Sequence[str | Path], out_dir: str | Path, name: str | None = None) -> PlotResult:
+    """Loss terms and learning rate per epoch of one or more runs (overlaid), and validation AP per epoch
+    where ``log.csv`` records it (the final AP of ``record.json`` is marked at the last epoch)
+    -> ``<name>.png/.pdf`` (default ``training_<run>``, or ``training_<first run>_vs_<n - 1>`` for several).
+
+    One panel per loss column (``loss`` = the total first, then ``loss_<term>``), one for the learning
+    rate, one for AP. Dotted verticals mark where a run's training stage changes (e.g. CAL + MGM's
+    ``coarse`` -> ``mgm``). ``series``: ``"<run>/epoch"``, ``"<run>/<column>"`` per plotted column and
+    ``"<run>/final_AP"`` (%) when the record has one.
+    """
+    from matplotlib.figure import Figure
+
+    if not runs:
+        raise ReportError("plot training needs at least one --run")
+    dirs = [resolve_run_dir(r) for r in runs]
+    names = [d.name for d in dirs]
+    if len(set(names)) < len(names):
+        names = [f"{d.parent.name}/{d.name}" for d in dirs]
+    logs = [load_log(d) for d in dirs]
+    records = [_read_record(d) for d in dirs]
+    labels = [_run_label(d, r) for d, r in zip(dirs, records)]
+    methods = [m for _, m in labels]
+    distinct = len(set(methods)) == len(methods) and "?" not in methods
+    colors = [method_style(m).color if distinct else _RUN_COLORS[i % len(_RUN_COLORS)] for i, m in enumerate(methods)]
+    loss_columns: list[str] = []
+    for log in logs:
+        loss_columns += [c for c in log.columns if c.startswith("loss") and c not in loss_columns]
+    loss_columns = sorted(loss_columns, key=lambda c: c != "loss")  # the total first (stable: the rest in order)
+    ap_columns = {i: next((c for c in AP_COLUMNS if c in log.columns and log[c].notna().any()), None)
+                  for i, log in enumerate(logs)}  # fmt: skip
+    finals = {i: 100.0 * float(r["stats"]["AP"]) for i, r in enumerate(records)
+              if r and isinstance(r.get("stats", {}).get("AP"), (int, float)) and r["stats"]["AP"] >= 0}  # fmt: skip
+    panels = [*loss_columns, "lr", *(["AP"] if any(ap_columns.values()) or finals else [])]
+    series: dict[str, Any] = {}
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    with plot_style():
+        fig = Figure(figsize=(TEXT_WIDTH, 2.1 * nrows + 0.5), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for i, (log, (label, _), color, run_name) in enumerate(zip(logs, labels, colors, names)):
+            epoch = log["epoch"].to_numpy(float)
+            series[f"{run_name}/epoch"] = epoch
+            style = dict(color=color, ls=VARIANT_LINESTYLES[(i // len(_RUN_COLORS)) % len(VARIANT_LINESTYLES)], lw=1.0)
+            for ax, column in zip(axes, panels):
+                if column == "AP":
+                    column_ap = ap_columns[i]
+                    if column_ap is not None:
+                        values = 100.0 * log[column_ap].to_numpy(float)
+                        keep = np.isfinite(values)
+                        ax.plot(epoch[keep], values[keep], marker=".", ms=3, label=label, **style)
+                        series[f"{run_name}/{column_ap}"] = values
+                    if i in finals:
+                        ax.plot([epoch[-1]], [finals[i]], marker="*", ms=7, color=color, ls="none",
+                                label=None if column_ap else label)  # fmt: skip
+                        ax.annotate(f"{finals[i]:.1f}", (epoch[-1], finals[i]), xytext=(-6, 0), textcoords="offset points",
+                                    ha="right", va="center", fontsize=6, color=color)  # fmt: skip
+                        series[f"{run_name}/final_AP"] = np.array(finals[i])
+                    continue
+                if column not in log.columns:
+                    continue
+                values = log[column].to_numpy(float)
+                series[f"{run_name}/{column}"] = values
+                ax.plot(epoch, values, label=label, **style)
+                if "stage" in log.columns:
+                    stage = log["stage"].astype(str).to_numpy()
+                    for e in epoch[1:][stage[1:] != stage[:-1]]:
+                        ax.axvline(e - 0.5, color=color, lw=0.6, ls=":", alpha=0.8)
+        last = max(float(log["epoch"].max()) for log in logs)
+        for ax, column in zip(axes, panels):
+            ax.set_xlabel("epoch")
+            ax.set_xlim(0, last + max(1.0, 0.02 * last))
+            if column == "AP":
+                ax.set_ylabel("validation AP (%)")
+                ax.set_title("validation AP" + ("" if any(ap_columns.values()) else " (★ final, from record.json)"))
+                continue
+            ax.set_yscale("log")
+            if column == "lr":
+                ax.set_ylabel("learning rate")
+                ax.set_title("learning rate")
+            else:
+                term = "total" if column == "loss" else column.removeprefix("loss_")
+                ax.set_ylabel("loss (epoch mean)")
+                ax.set_title(f"loss: {term}")
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        handles: dict[str, Any] = {}
+        for ax in axes[: len(panels)]:
+            for handle, text in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(text, handle)
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(3, len(handles)))
+        title = f"Training: {names[0]}" if len(dirs) == 1 else f"Training: {len(dirs)} runs"
+        fig.suptitle(title, fontsize=8.5)
+        stem = name or (f"training_{names[0]}" if len(dirs) == 1 else f"training_{dirs[0].name}_vs_{len(dirs) - 1}")
+        return PlotResult(save_figure(fig, Path(out_dir) / stem.replace("/", "_")), series)

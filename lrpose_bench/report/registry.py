@@ -1,7 +1,10 @@
 """Result records -> pandas: one row per run, then mean/std over seeds per setting.
 
 A *setting* is (experiment, method, option label, backbone, resolution, dataset, boxes, profile);
-runs that differ only in their seed are aggregated. The option label names the method options that
+runs that differ only in their seed are aggregated. The dataset is its name *and* its content hash
+(records carry it): two datasets of one name with other annotations (a regenerated embedded set, another
+copy of a COCO root) are two settings, shown as ``name (hash)``. Two records of one run id in one
+experiment (a copied run folder) are an error, never counted twice. The option label names the method options that
 differ between the runs of one method within one experiment (``n_components=3``), leaving out values
 equal to the method's defaults, so an ablation's rows stay apart while plain runs keep a bare name.
 """
@@ -74,13 +77,13 @@ def record_row(record: Mapping[str, Any], source: str) -> dict[str, Any]:
         "resolution": record["resolution"],
         "pixels": resolution_pixels(record["resolution"], source),
         "dataset": dataset["name"],
-        "dataset_hash": str(dataset.get("hash", "")),
+        "dataset_hash": str(dataset.get("hash") or ""),
         "boxes": record["boxes"],
         "profile": record["profile"],
         "seed": record["seed"],
         **stats,
         **_error_types(record),
-        "mean_error_px": float(record["mean_error_px"]),
+        "mean_error_px": float(record["mean_error_px"]) if record["mean_error_px"] is not None else math.nan,
         "created": record["created"],
     }
 
@@ -110,8 +113,34 @@ def load_records(runs_dir: str | Path) -> pd.DataFrame:
     if not rows:
         raise ReportError(f"no result records (record.json) found under {root}")
     frame = pd.DataFrame(rows)
+    _refuse_duplicate_runs(frame)
+    frame["dataset"] = dataset_labels(frame)
     frame["label"] = option_labels(frame)
     return frame
+
+
+def _refuse_duplicate_runs(frame: pd.DataFrame) -> None:
+    """Two records with one run id in one experiment (e.g. a copied run folder) would count twice."""
+    dup = frame[frame.duplicated(["experiment", "run_id"], keep=False)]
+    if dup.empty:
+        return
+    first = dup.iloc[0]
+    paths = dup[(dup["experiment"] == first["experiment"]) & (dup["run_id"] == first["run_id"])]["path"]
+    raise ReportError(
+        f"run id {first['run_id']!r} of experiment {first['experiment']!r} has {len(paths)} records "
+        f"({', '.join(paths)}); remove the copies so that each run counts once"
+    )
+
+
+def dataset_labels(frame: pd.DataFrame) -> pd.Series:
+    """The dataset name of each row, with its content hash appended (``name (1d3bfb08)``) when rows of
+    that name were made on datasets of different content."""
+    hashes = frame.groupby("dataset")["dataset_hash"].nunique()
+    ambiguous = set(hashes[hashes > 1].index)
+    return pd.Series(
+        [f"{n} ({h[:8] or 'no hash'})" if n in ambiguous else n for n, h in zip(frame["dataset"], frame["dataset_hash"])],
+        index=frame.index, dtype=object,
+    )
 
 
 def _canonical(value: Any) -> str:

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lrpose_bench.io import atomic_path
 
@@ -47,6 +47,11 @@ METHOD_STYLES: dict[str, MethodStyle] = {
     "udp": MethodStyle(OKABE_ITO["bluish_green"], "^", "UDP"),
     "sr_heatmap": MethodStyle(OKABE_ITO["reddish_purple"], "D", "SR + heatmap"),
     "simcc": MethodStyle(OKABE_ITO["blue"], "P", "SimCC"),
+    # quantisation-free regression (issue 13); colours from Paul Tol's colour-blind-safe "muted" scheme
+    "rle": MethodStyle("#882255", "8", "RLE"),
+    "ipr": MethodStyle("#44AA99", "H", "IPR"),
+    "dsnt": MethodStyle("#999933", "+", "DSNT"),
+    "debias_ipr": MethodStyle("#332288", "x", "Debias-IPR"),
     "cal": MethodStyle(OKABE_ITO["orange"], "v", "CAL"),
     "cal_mgm": MethodStyle(OKABE_ITO["vermillion"], "*", "CAL + MGM"),
 }
@@ -109,6 +114,25 @@ def method_style(name: str, extras: list[str] | None = None) -> MethodStyle:
     others = extras if extras is not None else [name]
     i = others.index(name) if name in others else 0
     return MethodStyle(_EXTRA_COLORS[i % len(_EXTRA_COLORS)], _EXTRA_MARKERS[i % len(_EXTRA_MARKERS)], name)
+
+
+class PlotResult(list):
+    """What a plot function returns: the written files (a list of paths, PNG then PDF) plus ``series``,
+    the data drawn, as a dict of numpy arrays (names documented by each plot function)."""
+
+    def __init__(self, paths: list[Path], series: dict[str, Any] | None = None) -> None:
+        super().__init__(paths)
+        self.series: dict[str, Any] = dict(series or {})
+
+
+#: Colours of the keypoint error types (:data:`lrpose_bench.evaluation.error_types.ERROR_TYPES`).
+ERROR_TYPE_COLORS: dict[str, str] = {
+    "good": OKABE_ITO["bluish_green"],
+    "jitter": OKABE_ITO["sky_blue"],
+    "inversion": OKABE_ITO["vermillion"],
+    "swap": OKABE_ITO["reddish_purple"],
+    "miss": OKABE_ITO["yellow"],
+}
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:

@@ -80,7 +80,9 @@ def build_tables(records: pd.DataFrame, paper: pd.DataFrame, experiment: str | N
             data[f"{stat}_pct_std"] = 100.0 * data[f"{stat}_std"]
         paper_ap, paper_src, paper_label = [], [], []
         for _, row in data.iterrows():
-            hit = match_paper(paper, row["method"], row["backbone"], row["resolution"], row["dataset"])
+            # an imported checkpoint's row is not the paper's model trained at that resolution
+            imported = str(row["profile"]).startswith("imported")
+            hit = None if imported else match_paper(paper, row["method"], row["backbone"], row["resolution"], row["dataset"])
             paper_ap.append(float(hit["AP"]) if hit is not None else math.nan)
             paper_src.append(TABLE_SHORT.get(hit["table"], hit["table"]) if hit is not None else "")
             paper_label.append(hit["label"] if hit is not None else "")
@@ -108,9 +110,10 @@ def method_text(method: str, label: str) -> str:
 
 
 def stat_cell(mean: float, std: float, n: int | None, pm: str) -> str:
-    """``72.3 ± 0.4 (3)``: percent, one decimal; no ``±`` for a single run; ``(n)`` when ``n`` is given."""
+    """``72.3 ± 0.4 (3)``: percent, one decimal; no ``±`` for a single run; ``(n)`` when ``n`` is given;
+    ``-`` for a stat without a value (pycocotools' -1 for an area range without ground truth: null in the record)."""
     if not math.isfinite(mean):
-        return ""
+        return "-"
     text = f"{mean:.1f}"
     if math.isfinite(std):
         text += f" {pm} {std:.1f}"
@@ -211,14 +214,17 @@ def caption_text(table: ReportTable, fmt: str) -> str:
 
 
 def error_frame(table: ReportTable, fmt: str) -> pd.DataFrame:
-    """The keypoint error types table's text cells: method, backbone, input, then each type's share of
-    the labelled joints (%, mean ± std over seeds)."""
+    """The keypoint error types table's text cells: method, backbone, input, the setting columns that vary
+    (dataset, boxes, profile: as in the main table), then each type's share of the labelled joints (%,
+    mean ± std over seeds)."""
     latex = fmt == "latex"
     pm = r"$\pm$" if latex else "±"
     esc = latex_escape if latex else (lambda s: s.replace("|", r"\|"))
-    headers = ["Method", "Backbone", "Input", *(s.removeprefix("err_").capitalize() for s in ERROR_STATS)]
+    headers = ["Method", "Backbone", "Input", *(k.capitalize() for k in table.shown_keys),
+               *(s.removeprefix("err_").capitalize() for s in ERROR_STATS)]  # fmt: skip
     rows = [
         [esc(method_text(r["method"], r["label"])), esc(str(r["backbone"])), esc(str(r["resolution"])),
+         *(esc(str(r[k])) for k in table.shown_keys),
          *(stat_cell(r[f"{s}_pct_mean"], r[f"{s}_pct_std"], None, pm) for s in ERROR_STATS)]
         for _, r in table.data.iterrows()
     ]  # fmt: skip
@@ -228,11 +234,14 @@ def error_frame(table: ReportTable, fmt: str) -> pd.DataFrame:
 def error_caption(table: ReportTable, fmt: str) -> str:
     """Caption of the error types table."""
     pct, pm = (r"\%", r"$\pm$") if fmt == "latex" else ("%", "±")
-    return (
+    text = (
         f"Keypoint error types ({pct} of labelled joints, mean {pm} standard deviation over seeds; ground-truth "
         "boxes), after Ronchi and Perona (ICCV 2017): good (keypoint similarity ks >= 0.85), jitter "
         "(0.5 <= ks < 0.85), inversion (on the left/right partner joint), swap (on another person), miss."
-    ).replace(">=", r"$\geq$" if fmt == "latex" else ">=").replace("<", r"$<$" if fmt == "latex" else "<")
+    )
+    if fmt != "latex":
+        return text
+    return text.replace(">=", r"$\geq$").replace("<=", r"$\leq$").replace("<", r"$<$")
 
 
 def render_latex(table: ReportTable) -> str:
@@ -252,7 +261,7 @@ def render_latex(table: ReportTable) -> str:
     if table.has_error_types:
         errors = error_frame(table, "latex")
         text += "\n" + errors.style.hide(axis="index").to_latex(
-            column_format="lll" + "r" * len(ERROR_STATS), position="htbp", position_float="centering",
+            column_format="l" * (3 + len(table.shown_keys)) + "r" * len(ERROR_STATS), position="htbp", position_float="centering",
             hrules=True, label=f"{table.label}-errors", caption=error_caption(table, "latex"),
         )  # fmt: skip
     return text
@@ -271,7 +280,7 @@ def render_markdown_table(table: ReportTable) -> str:
         errors = error_frame(table, "markdown")
         lines += [
             "| " + " | ".join(errors.columns) + " |",
-            "| " + " | ".join([":---"] * 3 + ["---:"] * len(ERROR_STATS)) + " |",
+            "| " + " | ".join([":---"] * (3 + len(table.shown_keys)) + ["---:"] * len(ERROR_STATS)) + " |",
             *("| " + " | ".join(row) + " |" for row in errors.itertuples(index=False, name=None)),
             "", error_caption(table, "markdown"), "",
         ]  # fmt: skip
