@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -48,8 +47,7 @@ def sweep(*args: str) -> "typer.testing.Result":
 
 def _run_command() -> "typer.core.TyperCommand":
     group = typer.main.get_command(app)
-    if "run" not in group.commands:  # pragma: no cover - until lrpose_bench.cli.run_cmd exists
-        pytest.skip("lrpose run is not registered yet")
+    assert "run" in group.commands, "lrpose run is not registered"
     return group.commands["run"]
 
 
@@ -194,7 +192,6 @@ def test_print_commands_skip_done_and_resume_from_checkpoints(tmp_path: Path) ->
 
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("lrpose_bench.cli.run_cmd") is None, reason="lrpose run not written yet")
 def test_tiny_sweep_end_to_end(tmp_path: Path, tiny_embedded: Path) -> None:
     path = tmp_path / "tiny_sweep.toml"
     path.write_text(TINY)
@@ -213,15 +210,9 @@ def test_tiny_sweep_end_to_end(tmp_path: Path, tiny_embedded: Path) -> None:
         assert record["hparams"]["epochs"] == 1
         assert f"done {run_id}: AP" in result.output
     assert "2/2" in result.output
-    report_api = importlib.util.find_spec("lrpose_bench.report") is not None and hasattr(
-        __import__("lrpose_bench.report", fromlist=["write_report"]), "write_report"
-    )
-    if report_api:
-        report = tables / "tiny_sweep.md"
-        assert report.is_file() and "report for tiny_sweep written" in result.output
-        assert "udp" in report.read_text()
-    else:
-        assert "report skipped" in result.output
+    report = tables / "tiny_sweep.md"
+    assert report.is_file() and "report for tiny_sweep written" in result.output
+    assert "udp" in report.read_text()
 
     again = sweep(*args)
     assert again.exit_code == 0, again.output
