@@ -85,8 +85,7 @@ def plot_predictions(
     seed: int = typer.Option(0, "--seed", help="Seed of --kind random."),
     out: Path = typer.Option(Path("results/figures"), "--out", help="Folder the figures are written to (predictions_<run>_<kind>.png/.pdf)."),
 ) -> None:
-    """Validation persons as the network saw them (low-res crop, nearest-neighbour upsampled) with ground
-    truth and prediction, joints coloured by error type; from predictions.json, no re-inference."""
+    """Validation persons as the network saw them, with ground truth and prediction, joints coloured by error type (from predictions.json; no re-inference)."""
     from lrpose_bench.report.predictions import plot_predictions as draw
 
     paths = run_guarded(draw, run.expanduser(), out.expanduser(), n=n, kind=kind,

@@ -273,7 +273,7 @@ def plot_predictions(
     }  # fmt: skip
     record = rp.record
     title = (f"{record.get('run_id', run_dir.name)}: {record.get('method', {}).get('name', '?')}, "
-             f"{record.get('backbone', '?')}, {record.get('resolution', '?')} crops ({h}x{w} px shown as cut); "
+             f"{record.get('backbone', '?')}, {record.get('resolution', '?')} crops ({h}x{w} px shown as cut)\n"
              f"{_kind_text(kind, len(chosen), len(rp.index))}")  # fmt: skip
     stem = name or f"predictions_{run_dir.name}_{kind}"
     ncols = min(GRID_COLUMNS, len(chosen))
@@ -332,7 +332,7 @@ def _plot_full(rp: RunPredictions, chosen: np.ndarray, views: list[Any], stem: P
         box_w = corners[1, 0] - corners[0, 0]
         ax.set_title(f"full resolution (box {box_w:.0f} px wide)", fontsize=5.5, pad=2)
     _legend(fig)
-    fig.suptitle(title.split(";")[0] + ": low-resolution crop and full-resolution image", fontsize=7.5)
+    fig.suptitle(title.split("\n")[0] + "\nlow-resolution crop and full-resolution image", fontsize=7.5)
     return save_figure(fig, stem)
 
 
