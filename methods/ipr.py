@@ -15,7 +15,7 @@ h_hm`` (:func:`lrpose_bench.codecs.to_unit`; DSNT's ``[-1, 1]`` units are ``2u -
 only the heatmap's shape. Head: one 1x1 convolution to ``K`` logit maps on the stride-4 features
 (HRNet's final layer). ``softmax(beta * H)`` over each map's pixels (``beta``: inverse temperature).
 Loss (IPR): L1 between predicted and target normalised coordinates, weighted per joint, averaged over
-batch, joints and axes (Sun et al. found L1 better than L2). Decoding: soft-argmax -> crop px; score =
+batch, joints and axes (Sun et al.'s choice). Decoding: soft-argmax -> crop px; score =
 the softmax peak (a distribution spread over many pixels has a small peak, so the rescoring threshold
 is SimCC's 0.01). Flip test: mirror the flipped crop's heatmaps and swap joints (exact under the
 unbiased map), then *average the two distributions* (merged logits ``log(mean of probabilities) /
@@ -209,7 +209,9 @@ class SoftArgmaxMethod(PoseMethod):
         """Mirror the flipped crop's logit maps and swap left/right joints (exact: unbiased transform)."""
         return {"heatmaps": flip_maps(outputs["heatmaps"], list(flip_index))}
 
-    def merge_flip(self, outputs: Mapping[str, torch.Tensor], flipped_back: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def merge_flip(
+        self, outputs: Mapping[str, torch.Tensor], flipped_back: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Mean of the two passes in probability space, as logits.
 
         Plain soft-argmax: ``log((p_1 + p_2) / 2) / beta``, whose softmax is the mean distribution, so the

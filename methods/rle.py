@@ -123,7 +123,9 @@ class RLEMethod(PoseMethod):
         """A perfect regressor: the target coordinates with sigma 0 (score 1)."""
         return {"coords": targets["coords"], "sigma": torch.zeros_like(targets["coords"])}
 
-    def negative_log_likelihood(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def negative_log_likelihood(
+        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         """Per-joint ``-log P(mu | I)`` ``(B, K)`` (nats; densities in normalised crop units)."""
         if self.flow is None:
             raise RuntimeError("method 'rle': the loss needs the flow that build_head creates; call build_head first")

@@ -94,13 +94,12 @@ def test_exact_mean_distribution() -> None:
 
 
 def test_js_divergence_by_hand() -> None:
-    p = torch.tensor([[[0.5, 0.5], [0.0, 0.0]]]) + 0.0
+    # p = (0.5, 0.5 | 0, 0) (as a log-softmax: ~0 mass off its support), q = (0.5, 0 | 0.5, 0)
     q = torch.tensor([[[0.5, 0.0], [0.5, 0.0]]])
     log_p = torch.log(torch.tensor([[[0.5, 0.5], [1e-30, 1e-30]]]))
     # m = (0.5, 0.25, 0.25, 0): KL(p||m) = 0.5 ln(0.5/0.5) + 0.5 ln(0.5/0.25) = 0.5 ln 2, KL(q||m) the same
     assert js_divergence(log_p, q).item() == pytest.approx(0.5 * math.log(2.0), rel=1e-5)
     assert js_divergence(torch.log(q.clamp_min(1e-30)), q).item() == pytest.approx(0.0, abs=1e-6)
-    del p
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -158,7 +157,7 @@ def test_encode_decode_round_trip(name: str, res: tuple[int, int]) -> None:
 
 
 def test_losses_by_hand() -> None:
-    # a 1x... map where the expectation is known: H = log(p) with p on two pixels
+    # a 4x5 map whose expectation is known: H = log(p), p = 1/2 on two pixels
     m = build_method("ipr")
     h, w = 4, 5
     p = torch.zeros(1, 1, h, w, dtype=torch.float64)
