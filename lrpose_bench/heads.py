@@ -20,7 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from lrpose_bench.models.hrnet import BasicBlock
+from lrpose_bench.models.hrnet import BasicBlock, hrnet_init
 
 #: Where an output reads its features when the backbone's last stage is not copied for it.
 SHARED = "shared"
@@ -106,12 +106,7 @@ def conv1x1(in_channels: int, out_channels: int, std: float = 0.001) -> nn.Conv2
 def head_blocks(channels: int, blocks: int) -> nn.Sequential:
     """``blocks`` BasicBlocks at ``channels`` (HRNet init: conv N(0, 0.001), BN 1/0); empty for 0."""
     seq = nn.Sequential(*(BasicBlock(channels, channels) for _ in range(blocks)))
-    for m in seq.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, std=0.001)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    hrnet_init(seq)
     return seq
 
 

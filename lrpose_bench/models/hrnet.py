@@ -166,10 +166,10 @@ class Transition(nn.ModuleList):
         return [layer(xs[i] if i < self.num_in else xs[-1]) for i, layer in enumerate(self)]
 
 
-def _hrnet_init(module: nn.Module) -> None:
-    """Official pose_hrnet init: conv weights N(0, 0.001), BN weight 1 and bias 0."""
+def hrnet_init(module: nn.Module) -> None:
+    """Official pose_hrnet init: (transposed) conv weights N(0, 0.001), BN weight 1 and bias 0."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, std=0.001)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
@@ -207,7 +207,7 @@ class HRNetTail(nn.Module):
         self.transition3 = Transition(stage3_channels, channels)
         self.stage4 = _stage4(widths, blocks, n_modules, in_channels=channels)
         self.out_channels = widths[0]
-        _hrnet_init(self)
+        hrnet_init(self)
 
     def forward(self, state: list[torch.Tensor]) -> torch.Tensor:
         return _run_tail(self.transition3, self.stage4, state)
@@ -258,7 +258,7 @@ class HRNet(nn.Module):
             else:
                 setattr(self, f"stage{s}", nn.Sequential(*(HighResolutionModule(chans, blocks) for _ in range(n_mod))))
             prev = chans
-        _hrnet_init(self)
+        hrnet_init(self)
 
     def forward_trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stem, stage 1 and stages 2-3: the branch outputs of stage 3 (strides 4, 8, 16)."""

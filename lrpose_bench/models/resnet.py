@@ -17,6 +17,8 @@ import torch
 import torchvision
 from torch import nn
 
+from lrpose_bench.models.hrnet import hrnet_init
+
 #: ResNet depth -> torchvision builder name.
 DEPTHS: dict[int, str] = {50: "resnet50", 101: "resnet101", 152: "resnet152"}
 
@@ -32,12 +34,7 @@ def deconv_stack(in_channels: int, channels: int = 256, num_deconv: int = 3) -> 
         ]
         in_channels = channels
     stack = nn.Sequential(*layers)
-    for m in stack.modules():
-        if isinstance(m, nn.ConvTranspose2d):
-            nn.init.normal_(m.weight, std=0.001)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    hrnet_init(stack)
     return stack
 
 
