@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from lrpose_bench.methods.ipr import SoftArgmaxMethod
 
@@ -54,20 +54,6 @@ class DebiasIPRMethod(SoftArgmaxMethod):
         beta: float = 10.0
         js_weight: float = 0.0
         sigma: float = 1.0
-
-    def __init__(self, options: "DebiasIPRMethod.Options | None" = None, **overrides: Any) -> None:
-        super().__init__(options, **overrides)
-        o = self.options
-        if not (math.isfinite(o.sigma) and o.sigma > 0):
-            raise ValueError(f"method {self.name!r}: option sigma={o.sigma!r} must be > 0")
-        if not (math.isfinite(o.js_weight) and o.js_weight >= 0):
-            raise ValueError(f"method {self.name!r}: option js_weight={o.js_weight!r} must be >= 0")
-
-    def js_weight(self) -> float:
-        return float(self.options.js_weight)
-
-    def js_sigma(self) -> float:
-        return float(self.options.sigma)
 
     def head_bias(self) -> float:
         """``ln 2 / beta``: ``exp(beta H) = 2`` everywhere at the start (see the module docstring)."""

@@ -18,9 +18,7 @@ Error bound of the codec alone: as IPR (none inside the hull of pixel centres).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -35,7 +33,8 @@ class DSNTMethod(SoftArgmaxMethod):
 
     @dataclass(frozen=True)
     class Options:
-        """Options of DSNT (defaults: the paper's recommended setting).
+        """Options of DSNT (defaults: the paper's setting, as its reference package dsntnn documents it:
+        ``js_reg_losses(heatmaps, target, sigma_t=1.0)`` added to the Euclidean loss with weight 1).
 
         beta: inverse temperature of the softmax (DSNT normalises with a plain softmax: 1; MMPose's
             ``DSNTHead`` default ``beta=1.0``).
@@ -47,20 +46,6 @@ class DSNTMethod(SoftArgmaxMethod):
         beta: float = 1.0
         sigma: float = 1.0
         js_weight: float = 1.0
-
-    def __init__(self, options: "DSNTMethod.Options | None" = None, **overrides: Any) -> None:
-        super().__init__(options, **overrides)
-        o = self.options
-        if not (math.isfinite(o.sigma) and o.sigma > 0):
-            raise ValueError(f"method {self.name!r}: option sigma={o.sigma!r} must be > 0")
-        if not (math.isfinite(o.js_weight) and o.js_weight >= 0):
-            raise ValueError(f"method {self.name!r}: option js_weight={o.js_weight!r} must be >= 0")
-
-    def js_weight(self) -> float:
-        return float(self.options.js_weight)
-
-    def js_sigma(self) -> float:
-        return float(self.options.sigma)
 
     def coordinate_loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """DSNT's Euclidean loss: ``||2 (u_hat - u)||_2`` per joint (``[-1, 1]`` units), weighted, mean over B, K."""

@@ -93,9 +93,9 @@ class SoftArgmaxMethod(PoseMethod):
     """Shared base of the soft-argmax family: heatmap logits -> expectation -> normalised coordinates.
 
     Subclasses choose the expectation (:attr:`debiased`), the coordinate loss
-    (:meth:`coordinate_loss`), an optional Jensen-Shannon regulariser toward a Gaussian
-    (:meth:`js_weight`, :meth:`js_sigma`) and the head's initial bias (:meth:`head_bias`).
-    ``Options`` must have ``beta``.
+    (:meth:`coordinate_loss`), an optional Jensen-Shannon regulariser toward a Gaussian and the head's
+    initial bias (:meth:`head_bias`). ``Options`` must have ``beta``; a regularised method adds
+    ``js_weight`` (>= 0) and ``sigma`` (heatmap px, > 0), read by :meth:`js_weight` and :meth:`js_sigma`.
     """
 
     #: Softmax peaks are spread over many pixels, so rescoring uses SimCC's low threshold.
@@ -108,6 +108,11 @@ class SoftArgmaxMethod(PoseMethod):
         beta = self.options.beta
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
             raise ValueError(f"method {self.name!r}: option beta={beta!r} must be a finite number > 0")
+        sigma, weight = self.js_sigma(), self.js_weight()
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"method {self.name!r}: option sigma={sigma!r} must be > 0")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"method {self.name!r}: option js_weight={weight!r} must be >= 0")
 
     @property
     def unbiased(self) -> bool:
@@ -116,12 +121,12 @@ class SoftArgmaxMethod(PoseMethod):
 
     # ------------------------------------------------------------------ family hooks
     def js_weight(self) -> float:
-        """Weight of the Jensen-Shannon regulariser (0 = none)."""
-        return 0.0
+        """Weight of the Jensen-Shannon regulariser: option ``js_weight`` (0 = none, also without the option)."""
+        return float(getattr(self.options, "js_weight", 0.0))
 
     def js_sigma(self) -> float:
-        """Sigma (heatmap px) of the regulariser's target Gaussian."""
-        return 1.0
+        """Sigma (heatmap px) of the regulariser's target Gaussian: option ``sigma`` (1 without the option)."""
+        return float(getattr(self.options, "sigma", 1.0))
 
     def head_bias(self) -> float:
         """Initial bias of the heatmap logits."""
