@@ -11,8 +11,9 @@ Resolution rules ("auto" options) live here too, so that every method scales the
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -92,9 +93,18 @@ def _axes(size: Size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 EXP_FLOOR = -60.0
 
 
-def _flushed_exp(arg: torch.Tensor, floor: float = EXP_FLOOR) -> torch.Tensor:
-    """``exp(arg)`` with values below ``e^floor`` set to exactly 0 (no denormals)."""
-    return torch.where(arg > floor, torch.exp(arg.clamp_min(floor)), torch.zeros((), dtype=arg.dtype, device=arg.device))
+def _flushed_exp_(arg: torch.Tensor, floor: float = EXP_FLOOR, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """``exp(arg)``, exactly 0 where ``arg <= floor`` (no denormals), ``arg`` is NaN or ``keep`` (a bool mask
+    broadcastable to ``arg``) is false. ``arg`` is overwritten.
+
+    ``exp`` only sees arguments ``>= floor``: on CPU, arguments whose exponential underflows take a slow
+    path of the vectorised ``exp`` (measured ~10x slower per element), so they are clamped first and zeroed
+    after.
+    """
+    ok = arg > floor
+    if keep is not None:
+        ok &= keep
+    return torch.where(ok, arg.clamp_min_(floor).exp_(), 0.0)
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
@@ -102,15 +112,101 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
+class _JointAxes(NamedTuple):
+    """Constant tensors of a ``(w, h)`` map for the separable target builders (see :func:`_joint_axes`)."""
+
+    pos: torch.Tensor  # (w + h,) pixel centres along x (0..w-1), then along y (0..h-1)
+    sel: torch.Tensor  # (w + h,) long: the centre coordinate each entry is measured against (0 = x, 1 = y)
+    grid: torch.Tensor  # (2, h, w) the x and the y coordinate of every pixel centre
+    last: torch.Tensor  # (2,) the last pixel centre plus 1e-6, (w - 1, h - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _joint_axes(w: int, h: int, dtype: torch.dtype, device: torch.device) -> _JointAxes:
+    """:class:`_JointAxes` of a ``(w, h)`` map, cached per size, dtype and device (callers never write to them)."""
+    with torch.inference_mode(False):  # plain tensors even when first built under inference mode
+        pos = torch.cat([torch.arange(w, dtype=dtype), torch.arange(h, dtype=dtype)])
+        sel = torch.cat([torch.zeros(w, dtype=torch.long), torch.ones(h, dtype=torch.long)])
+        grid = torch.stack(torch.meshgrid(pos[:w], pos[w:], indexing="xy"))
+        last = torch.tensor([float(w) - 1 + 1e-6, float(h) - 1 + 1e-6], dtype=dtype)
+        return _JointAxes(pos.to(device), sel.to(device), grid.to(device), last.to(device))
+
+
+def _axes_of(size: Size, like: torch.Tensor) -> _JointAxes:
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    return _joint_axes(int(size[0]), int(size[1]), dtype, like.device)
+
+
+def _axis_deltas(centres: torch.Tensor, size: Size) -> torch.Tensor:
+    """``(B, K, w + h)``: ``pixel - centre`` in heatmap px, along x for the first ``w`` entries (pixel
+    columns ``0..w-1``), along y for the last ``h`` (rows). One tensor, so each 1-D factor of a separable
+    target costs one op for both axes."""
+    c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
+    axes = _axes_of(size, c)
+    return axes.pos - c.index_select(-1, axes.sel)
+
+
+def _keep_bool(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``keep`` (bool, or a number true where > 0) as bool ``(..., 1)`` on the device of ``like``."""
+    k = keep if keep.dtype == torch.bool else keep > 0
+    return k.to(like.device)[..., None]
+
+
+def _outer(factors: torch.Tensor, w: int) -> torch.Tensor:
+    """``(..., w + h)`` x/y factors -> their outer product ``(..., h, w)`` (one pass over the maps)."""
+    return factors[..., :w].unsqueeze(-2) * factors[..., w:].unsqueeze(-1)
+
+
+def _disc_from_squares(sq: torch.Tensor, w: int, radius: float) -> torch.Tensor:
+    """``sq (..., w + h)`` squared x/y distances -> ``(..., h, w)`` 0/1: ``dx^2 + dy^2 <= radius^2 (1 + 1e-6)``.
+
+    Two passes: the broadcast sum and an in-place comparison that writes 0/1 in the float dtype (a bool
+    mask converted to float costs more than both).
+    """
+    d2 = sq[..., :w].unsqueeze(-2) + sq[..., w:].unsqueeze(-1)
+    return d2.le_(radius * radius * (1.0 + 1e-6))
+
+
 # --------------------------------------------------------------------------------------------------
 # Targets
+#
+# Every map is built from per-joint 1-D factors along x and y (one ``(B, K, w + h)`` tensor) and then
+# written in one or two broadcast passes over ``(B, K, h, w)``: an outer product (Gaussians), a broadcast
+# sum compared in place (discs), a product with the mask (masked offsets); unmasked offsets are the
+# centre minus a cached pixel grid. Joints that a method zeroes (``keep`` false) are zeroed in their 1-D
+# factors, not by another pass over the maps. No bool map is ever converted to float (slow on CPU), and
+# ``exp`` never sees an argument that underflows (a slow path of the vectorised CPU ``exp``).
 # --------------------------------------------------------------------------------------------------
+def gaussian_factors(
+    centres: torch.Tensor,
+    size: Size,
+    sigma: float,
+    rounded: bool = False,
+    window: float | None = None,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The separable factors of :func:`gaussian_heatmaps`: ``(B, K, w + h)``, x factors then y factors.
+
+    Each is ``exp(-d^2 / (2 sigma^2))`` (``d`` the distance in heatmap px from the centre along its
+    axis), 0 below ``e^(EXP_FLOOR/2)``, outside ``window``, for NaN centres and where ``keep`` ``(B, K)``
+    is false. The heatmap is ``factors[..., None, :w] * factors[..., w:, None]``.
+    """
+    d = _axis_deltas(round_half_up(centres) if rounded else centres, size)
+    arg = (d * d).div_(-2.0 * sigma * sigma)  # = -(d^2) / (2 sigma^2) exactly; NaN for a NaN centre
+    ok = None if window is None else d.abs() <= window + 1e-6
+    if keep is not None:
+        k = _keep_bool(keep, arg)
+        ok = k if ok is None else ok & k
+    return _flushed_exp_(arg, EXP_FLOOR / 2, ok)
+
+
 def gaussian_heatmaps(
     centres: torch.Tensor,
     size: Size,
     sigma: float,
     rounded: bool = False,
     window: float | None = None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gaussian heatmaps ``(B, K, h, w)``: ``exp(-((x-cx)^2 + (y-cy)^2) / (2 sigma^2))``.
 
@@ -119,75 +215,160 @@ def gaussian_heatmaps(
     exactly 1); otherwise at the sub-pixel centre (DarkPose's unbiased encoding, UDP/MMPose).
     ``window`` (heatmap px) zeroes pixels with ``max(|x-cx|, |y-cy|) > window``: HRNet draws the Gaussian
     only in a ``(2*3sigma+1)^2`` square patch, i.e. ``window = 3*sigma`` (identical to HRNet when
-    ``3*sigma`` is an integer). ``None`` draws it over the whole map. Values below ``e^-60`` are 0.
+    ``3*sigma`` is an integer). ``None`` draws it over the whole map. ``keep`` ``(B, K)``: joints where it
+    is false get an all-zero map. Values below ``e^-60`` are 0; a NaN centre gives an all-zero map.
+
+    One pass over the maps: the outer product of :func:`gaussian_factors`. Each factor is 0 or at least
+    ``e^(EXP_FLOOR/2)``, so every product is 0 or at least ``e^EXP_FLOOR`` (to float rounding): no
+    denormals, and no flush pass over the maps.
     """
-    c = round_half_up(centres) if rounded else centres
-    xs, ys = _axes(size, c)
-    dx = xs.view(1, 1, 1, -1) - c[..., 0, None, None]  # (B,K,1,w)
-    dy = ys.view(1, 1, -1, 1) - c[..., 1, None, None]  # (B,K,h,1)
-    # Separable: exp(-(ax+ay)) = exp(-ax) * exp(-ay), so only h+w exponentials per joint and one
-    # multiply per pixel. Each factor is flushed at e^(EXP_FLOOR/2), so products stay >= e^EXP_FLOOR.
-    gx = _flushed_exp(-(dx * dx) / (2.0 * sigma * sigma), EXP_FLOOR / 2)
-    gy = _flushed_exp(-(dy * dy) / (2.0 * sigma * sigma), EXP_FLOOR / 2)
-    if window is not None:
-        gx = gx * (dx.abs() <= window + 1e-6).to(gx.dtype)
-        gy = gy * (dy.abs() <= window + 1e-6).to(gy.dtype)
-    out = gx * gy
-    return torch.where(out >= math.exp(EXP_FLOOR), out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return _outer(gaussian_factors(centres, size, sigma, rounded, window, keep), int(size[0]))
 
 
 def window_visible(centres: torch.Tensor, size: Size, window: float, rounded: bool = False) -> torch.Tensor:
     """Bool ``(B, K)``: does the square ``|x-cx|, |y-cy| <= window`` around a centre touch the map?
 
     HRNet zeroes a joint's target weight when its Gaussian patch lies wholly outside the heatmap; this is
-    that test (symmetric, in heatmap px; ``rounded`` as in :func:`gaussian_heatmaps`).
+    that test (symmetric, in heatmap px, with a 1e-6 px tolerance; ``rounded`` as in
+    :func:`gaussian_heatmaps`).
     """
     c = round_half_up(centres) if rounded else centres
-    w, h = float(size[0]), float(size[1])
-    eps = 1e-6
-    return (
-        (c[..., 0] + window >= -eps)
-        & (c[..., 0] - window <= w - 1 + eps)
-        & (c[..., 1] + window >= -eps)
-        & (c[..., 1] - window <= h - 1 + eps)
-    )
+    return ((c + window >= -1e-6) & (c - window <= _axes_of(size, c).last)).all(-1)
 
 
-def disc_mask(centres: torch.Tensor, size: Size, radius: float) -> torch.Tensor:
+def disc_mask(centres: torch.Tensor, size: Size, radius: float, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Binary discs ``(B, K, h, w)`` (dtype of ``centres``): 1 where ``|pixel - centre| <= radius``.
 
-    UDP's classification target (centres at sub-pixel positions, heatmap px; the boundary is inside).
+    UDP's classification target (centres at sub-pixel positions, heatmap px; the boundary is inside, with
+    a relative slack of 1e-6 on ``radius^2``). ``keep`` ``(B, K)``: joints where it is false get an
+    all-zero map. Two passes over the maps (see :func:`disc_offset_targets` for the disc and the offsets
+    from one set of 1-D factors).
     """
-    xs, ys = _axes(size, centres)
-    dx = xs.view(1, 1, 1, -1) - centres[..., 0, None, None]
-    dy = ys.view(1, 1, -1, 1) - centres[..., 1, None, None]
-    return ((dx * dx + dy * dy) <= radius * radius * (1.0 + 1e-6)).to(centres.dtype)
+    return disc_offset_targets(centres, size, radius, keep=keep, offsets=False).disc
 
 
-def offset_maps(centres: torch.Tensor, size: Size, normaliser: float | Sequence[float] = 1.0) -> torch.Tensor:
+def offset_maps(
+    centres: torch.Tensor,
+    size: Size,
+    normaliser: float | Sequence[float] = 1.0,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Offset fields ``(B, K, 2, h, w)``: ``(centre - pixel) / normaliser`` for x (channel 0) and y (1).
 
     ``normaliser`` is a scalar or an ``(x, y)`` pair (UDP: the disc radius; CAL: 1.5). Reading the map at
-    pixel ``p`` and adding ``normaliser * value`` to ``p`` recovers the centre exactly.
+    pixel ``p`` and adding ``normaliser * value`` to ``p`` recovers the centre exactly. ``mask``
+    ``(B, K, h, w)`` (e.g. a disc): the fields are multiplied by it as they are written.
     """
-    xs, ys = _axes(size, centres)
-    nx, ny = (normaliser, normaliser) if isinstance(normaliser, (int, float)) else tuple(normaliser)
-    w, h = xs.numel(), ys.numel()
-    ox = (centres[..., 0, None, None] - xs.view(1, 1, 1, -1)) / nx  # (B,K,1,w)
-    oy = (centres[..., 1, None, None] - ys.view(1, 1, -1, 1)) / ny  # (B,K,h,1)
-    b, k = centres.shape[:2]
-    return torch.stack([ox.expand(b, k, h, w), oy.expand(b, k, h, w)], dim=2)
+    if mask is None:
+        return _full_offsets(centres, size, normaliser)
+    return _masked_offsets(_axis_deltas(centres, size).neg_(), size, normaliser, mask)  # centre - pixel, exactly
 
 
-def gaussian_vectors(centres: torch.Tensor, length: int, sigma: float) -> torch.Tensor:
+def _normalisers(normaliser: float | Sequence[float]) -> tuple[float, float]:
+    """A scalar or ``(x, y)`` offset normaliser as ``(nx, ny)``."""
+    if isinstance(normaliser, (int, float)):
+        return normaliser, normaliser
+    nx, ny = normaliser
+    return nx, ny
+
+
+def _full_offsets(centres: torch.Tensor, size: Size, normaliser: float | Sequence[float]) -> torch.Tensor:
+    """:func:`offset_maps` without a mask: ``centre - pixel`` against the cached pixel grid (one pass
+    over both channels, whose inner loop runs over whole maps), then divided in place."""
+    c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
+    out = c[..., None, None] - _axes_of(size, c).grid  # (B, K, 2, h, w)
+    nx, ny = _normalisers(normaliser)
+    if nx == ny:
+        return out.div_(nx)
+    out[:, :, 0].div_(nx)
+    out[:, :, 1].div_(ny)
+    return out
+
+
+def _masked_offsets(
+    o: torch.Tensor, size: Size, normaliser: float | Sequence[float], mask: torch.Tensor
+) -> torch.Tensor:
+    """``o (B, K, w + h)`` = centre - pixel (divided here, in place) -> the offset fields times ``mask``."""
+    w, h = int(size[0]), int(size[1])
+    nx, ny = _normalisers(normaliser)
+    if nx == ny:
+        o.div_(nx)
+    else:
+        o[..., :w].div_(nx)
+        o[..., w:].div_(ny)
+    b, k = o.shape[:2]
+    out = torch.empty((b, k, 2, h, w), dtype=torch.promote_types(o.dtype, mask.dtype), device=o.device)
+    torch.mul(o[..., :w].unsqueeze(-2), mask, out=out[:, :, 0])
+    torch.mul(o[..., w:].unsqueeze(-1), mask, out=out[:, :, 1])
+    return out
+
+
+class DiscTargets(NamedTuple):
+    """What :func:`disc_offset_targets` builds (heatmap px)."""
+
+    disc: torch.Tensor  # (B, K, h, w) 0/1, all zero where keep is false
+    offsets: torch.Tensor | None  # (B, K, 2, h, w) (centre - pixel) / normaliser, times the disc if masked
+    gaussian: torch.Tensor | None  # (B, K, h, w) sub-pixel Gaussian over the whole map, zero where keep is false
+
+
+def disc_offset_targets(
+    centres: torch.Tensor,
+    size: Size,
+    radius: float,
+    normaliser: float | Sequence[float] = 1.0,
+    keep: torch.Tensor | None = None,
+    offsets: bool = True,
+    mask_offsets: bool = False,
+    sigma: float | None = None,
+) -> DiscTargets:
+    """UDP's and CAL's maps from one set of 1-D factors: the disc, the offset fields and the Gaussian.
+
+    ``centres`` ``(B, K, 2)`` heatmap px; ``radius`` of the disc (:func:`disc_mask`); ``normaliser`` of the
+    offsets (:func:`offset_maps`), which are left out with ``offsets=False`` and multiplied by the disc
+    with ``mask_offsets`` (CAL; UDP writes them over the whole map, for every joint); ``sigma``: also the
+    sub-pixel Gaussian (:func:`gaussian_heatmaps`). ``keep`` ``(B, K)``: joints where it is false get an
+    all-zero disc and Gaussian (so, masked, all-zero offsets). Each map is identical to the one of the
+    single-purpose function.
+
+    Passes over ``(B, K, h, w)``: two for the disc, one for the Gaussian, one per offset channel when
+    masked (two over both channels, a subtraction and an in-place division, when not).
+    """
+    w = int(size[0])
+    d = _axis_deltas(centres, size)  # pixel - centre, (B, K, w + h)
+    sq = d * d
+    # NaN centres (and weight-0 joints) -> infinitely far: disc and Gaussian 0
+    sq = sq.nan_to_num_(nan=math.inf, posinf=math.inf)
+    if keep is not None:
+        sq.masked_fill_(~_keep_bool(keep, sq), math.inf)
+    disc = _disc_from_squares(sq, w, radius).to(centres.dtype)
+    gaussian = None
+    if sigma is not None:
+        gaussian = _outer(_flushed_exp_(sq.div_(-2.0 * sigma * sigma), EXP_FLOOR / 2), w)
+    off = None
+    if offsets:
+        if mask_offsets:
+            off = _masked_offsets(d.neg(), size, normaliser, disc)  # centre - pixel, exactly
+        else:
+            off = _full_offsets(centres, size, normaliser)
+    return DiscTargets(disc, off, gaussian)
+
+
+def gaussian_vectors(
+    centres: torch.Tensor, length: int, sigma: float, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """1-D Gaussians ``(..., length)`` over bins ``0..length-1`` centred at ``centres`` (``(...)``, bins).
 
-    SimCC's smoothed labels (one call per axis), unnormalised (peak 1 at an integer centre).
+    SimCC's smoothed labels (one call per axis), unnormalised (peak 1 at an integer centre), 0 below
+    ``e^EXP_FLOOR``. ``keep`` (shape of ``centres``): vectors where it is false are all zero, as are those
+    of NaN centres. A few passes over ``(..., length)``, mostly in place.
     """
     dtype = centres.dtype if centres.is_floating_point() else torch.get_default_dtype()
+    c = centres.to(dtype)
+    if keep is not None:  # an infinitely distant centre: all bins 0 (cheaper than masking the vectors)
+        c = c.masked_fill(~_keep_bool(keep, c)[..., 0], math.inf)
     bins = torch.arange(int(length), dtype=dtype, device=centres.device)
-    d = bins - centres[..., None]
-    return _flushed_exp(-(d * d) / (2.0 * sigma * sigma))
+    d = bins - c[..., None]
+    return _flushed_exp_(d.mul_(d).div_(-2.0 * sigma * sigma), EXP_FLOOR)  # -(d^2) / (2 sigma^2) exactly; NaN -> 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -441,10 +622,13 @@ __all__ = [
     "auto_udp_radius",
     "auto_simcc_ratio",
     "round_half_up",
+    "gaussian_factors",
     "gaussian_heatmaps",
     "window_visible",
     "disc_mask",
     "offset_maps",
+    "DiscTargets",
+    "disc_offset_targets",
     "gaussian_vectors",
     "argmax_2d",
     "sample_maps",

@@ -59,11 +59,9 @@ import torch.nn.functional as F
 from lrpose_bench.codecs import (
     argmax_2d,
     auto_sigma,
-    disc_mask,
+    disc_offset_targets,
     flip_maps,
     gather_at,
-    gaussian_heatmaps,
-    offset_maps,
     round_half_up,
     window_visible,
 )
@@ -168,32 +166,40 @@ class CALMethod(PoseMethod):
         weight of the offset loss, option ``offset_weighting``), ``centres (B,K,2)`` (joints in heatmap
         px) and ``weight (B,K)``: the visibility, zeroed
         where the target's support (disc radius, or the ``3 sigma`` window) lies wholly off the map. The
-        maps of weight-0 joints are zero.
+        maps of weight-0 joints are zero. Keys with equal values share one tensor (``offset_weight`` is
+        ``heatmaps`` with the default target and weighting, ``offset_mask`` with ``offset_weighting="disc"``
+        or ``target="disc"``): targets are read-only, as everywhere in the suite.
         """
         o = self.options
         dtype = keypoints.dtype if keypoints.is_floating_point() else torch.float32
         size = geometry.heatmap_size
         c = geometry.crop_to_heatmap.forward(keypoints.to(dtype))
         sigma = self.sigma_for(size)
-        disc = disc_mask(c, size, o.radius)
-        gaussian = gaussian_heatmaps(c, size, sigma)  # sub-pixel, over the whole map (as released)
-        if o.target == "gaussian_disc":
-            heatmaps, support = disc * gaussian, o.radius
-        elif o.target == "disc":
-            heatmaps, support = disc, o.radius
-        else:
-            heatmaps, support = gaussian, 3.0 * sigma
-        weight = (visibility > 0).to(dtype) * window_visible(c, size, support).to(dtype)
-        w4 = weight[..., None, None]
+        support = 3.0 * sigma if o.target == "subpixel_gaussian" else o.radius
+        keep = (visibility > 0) & window_visible(c, size, support)
+        weight = keep.to(dtype)
+        # One set of 1-D factors for the disc, the Gaussian and the offsets (masked as they are written);
+        # weight-0 joints are zeroed through ``keep``, not by another pass over (B, K, h, w).
+        need_gaussian = o.target != "disc" or o.offset_weighting != "disc"
+        t = disc_offset_targets(c, size, o.radius, o.offset_normaliser, keep=keep, mask_offsets=True,
+                                sigma=sigma if need_gaussian else None)
+        disc, gaussian = t.disc, t.gaussian  # gaussian: sub-pixel, over the whole map (as released)
+        weighted = None
+        if o.target == "gaussian_disc" or o.offset_weighting != "disc":
+            # the Gaussian-weighted disc B * C (in place unless the plain Gaussian is the heatmap target)
+            weighted = gaussian * disc if o.target == "subpixel_gaussian" else gaussian.mul_(disc)
+        heatmaps = {"gaussian_disc": weighted, "disc": disc, "subpixel_gaussian": gaussian}[o.target]
         if o.offset_weighting == "disc":
             offset_weight = disc
-        else:  # the Gaussian-weighted disc; the release's GT mask divides it by sigma
-            offset_weight = disc * gaussian / (sigma if o.offset_weighting == "released" else 1.0)
+        elif o.offset_weighting == "released":  # the release's GT mask divides it by sigma
+            offset_weight = weighted / sigma
+        else:
+            offset_weight = weighted
         return {
-            "heatmaps": heatmaps * w4,
-            "offsets": offset_maps(c, size, o.offset_normaliser) * (disc * w4)[:, :, None],
-            "offset_mask": disc * w4,
-            "offset_weight": offset_weight * w4,
+            "heatmaps": heatmaps,
+            "offsets": t.offsets,
+            "offset_mask": disc,
+            "offset_weight": offset_weight,
             "centres": c,
             "weight": weight,
         }

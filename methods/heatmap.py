@@ -24,6 +24,7 @@ from lrpose_bench.codecs import (
     flip_maps,
     gaussian_heatmaps,
     quarter_offset_refine,
+    round_half_up,
     shift_right,
     window_visible,
 )
@@ -101,12 +102,14 @@ class HeatmapMethod(PoseMethod):
         check_keypoints(keypoints, visibility, self.name)
         size = geometry.heatmap_size
         centres = geometry.crop_to_heatmap.forward(keypoints)
+        if self.rounded_targets:
+            centres = round_half_up(centres)  # once, for the weight and the map
         sigma = self.sigma_for(geometry)
-        window = self.window_for(geometry)
-        maps = gaussian_heatmaps(centres, size, sigma, rounded=self.rounded_targets, window=window)
-        inside = window_visible(centres, size, 3.0 * sigma, rounded=self.rounded_targets)
-        weight = visibility.to(maps.dtype) * inside.to(maps.dtype)
-        return {"heatmaps": maps * (weight > 0).to(maps.dtype)[..., None, None], "weight": weight}
+        inside = window_visible(centres, size, 3.0 * sigma)
+        weight = visibility.to(centres.dtype) * inside.to(centres.dtype)
+        # one pass over the maps: the outer product of 1-D factors, weight-0 joints zeroed in the factors
+        maps = gaussian_heatmaps(centres, size, sigma, window=self.window_for(geometry), keep=weight > 0)
+        return {"heatmaps": maps, "weight": weight}
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"heatmap": mse, "total": mse}`` (HRNet's JointsMSELoss with target weights)."""

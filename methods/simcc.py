@@ -116,11 +116,11 @@ class SimCCMethod(PoseMethod):
         lengths = b.new_tensor([lx, ly])
         inside = ((b - radius < lengths) & (b + radius + 1 >= 0)).all(-1)
         weight = visibility.to(keypoints.dtype) * inside.to(keypoints.dtype)
-        keep = (weight > 0).to(keypoints.dtype)[..., None]
+        keep = weight > 0  # weight-0 joints: all-zero labels (their Gaussians are zeroed before normalising)
         out = {}
         for key, axis, length in (("simcc_x", 0, lx), ("simcc_y", 1, ly)):
-            g = gaussian_vectors(b[..., axis], length, sigma)
-            out[key] = g / g.sum(-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny) * keep
+            g = gaussian_vectors(b[..., axis], length, sigma, keep=keep)
+            out[key] = g.div_(g.sum(-1, keepdim=True).clamp_min_(torch.finfo(g.dtype).tiny))
         out["weight"] = weight
         return out
 

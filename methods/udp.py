@@ -28,11 +28,10 @@ from lrpose_bench.codecs import (
     auto_blur_kernel,
     auto_udp_radius,
     check_keypoints,
-    disc_mask,
+    disc_offset_targets,
     flip_maps,
     gather_at,
     gaussian_blur,
-    offset_maps,
     window_visible,
 )
 from lrpose_bench.heads import MapHeadSpec, check_network_options, offset_head_spec
@@ -120,8 +119,9 @@ class UDPMethod(PoseMethod):
         radius = self.radius_for(geometry)
         centres = geometry.crop_to_heatmap.forward(keypoints)
         weight = visibility.to(centres.dtype) * window_visible(centres, size, radius).to(centres.dtype)
-        discs = disc_mask(centres, size, radius) * (weight > 0).to(centres.dtype)[..., None, None]
-        return {"heatmaps": discs, "offsets": offset_maps(centres, size, radius), "weight": weight}
+        # one set of 1-D factors for both maps; weight-0 joints get all-zero discs (offsets everywhere)
+        t = disc_offset_targets(centres, size, radius, normaliser=radius, keep=weight > 0)
+        return {"heatmaps": t.disc, "offsets": t.offsets, "weight": weight}
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"heatmap", "offset", "total"}``: UDP's CombinedTargetMSELoss, averaged over joints."""

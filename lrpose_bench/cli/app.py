@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lrpose_bench.cli.sr_cmd",  # sr train
     "lrpose_bench.cli.bench_cmd",  # bench codecs
     "lrpose_bench.cli.bench_train_cmd",  # bench train
+    "lrpose_bench.cli.bench_eval_cmd",  # bench eval
+    "lrpose_bench.cli.bench_data_cmd",  # bench data
 )
 
 

@@ -90,6 +90,7 @@ def register(app: typer.Typer) -> None:
         sr_scale: Optional[int] = typer.Option(None, "--sr-scale", help="Shorthand for --set sr_scale=N."),
         sr_weights: Optional[Path] = typer.Option(None, "--sr-weights", help="Shorthand for --set sr_weights=PATH."),
         lowres_protocol: str = typer.Option("direct", "--lowres-protocol", help="How low-resolution crops are made: direct (bilinear warp, as the paper) | antialias."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=0, help="Torch CPU threads (shorthand for --hp cpu_threads=N; 0 = automatic: the cores not used by DataLoader workers; AP depends on it on the CPU)."),
     ) -> None:
         """Train METHOD at --res on the dataset, evaluate it (COCO keypoint AP) and write a result record."""
         parse_res(res)  # exit 2 on a malformed --res
@@ -100,6 +101,7 @@ def register(app: typer.Typer) -> None:
             device=device, amp=amp, flip=flip, det_boxes=det_boxes, det_score_threshold=det_score_threshold, out=out,
             run_id=run_id, experiment=experiment, resume=resume, cache_dir=cache_dir,
             shorthands={"sr": sr, "sr_scale": sr_scale, "sr_weights": sr_weights}, lowres_protocol=lowres_protocol,
+            threads=threads,
         )  # fmt: skip
 
     @app.command("eval")
@@ -113,6 +115,12 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
         as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON instead of a table."),
+        engine: Optional[str] = typer.Option(
+            None, "--engine",
+            help="COCO evaluation engine: pycocotools (the reference; default with --predictions) | faster-coco-eval | "
+                 "hotcoco (both equal to pycocotools bit for bit, faster). With --checkpoint the run's own engine "
+                 "(hyper-parameter eval_engine) unless given.",
+        ),  # fmt: skip
         update_record: bool = typer.Option(
             False, "--update-record",
             help="With --checkpoint RUN: write this evaluation into the run's record.json and predictions.json "
@@ -134,8 +142,9 @@ def register(app: typer.Typer) -> None:
         """Score a saved run again (--checkpoint), a COCO results file (--predictions + --annotations), or an
         imported HRNet / MMPose checkpoint at any resolution (--weights with --method, --backbone, --res)."""
         if weights is not None:
-            if checkpoint is not None or predictions is not None or update_record:
-                fail("--weights evaluates an imported checkpoint: --checkpoint, --predictions and --update-record do not apply", 2)
+            if checkpoint is not None or predictions is not None or update_record or engine is not None:
+                fail("--weights evaluates an imported checkpoint: --checkpoint, --predictions, --update-record and "
+                     "--engine do not apply", 2)  # fmt: skip
             from lrpose_bench.cli.weights_cmd import eval_weights
 
             run_guarded(
@@ -159,7 +168,7 @@ def register(app: typer.Typer) -> None:
         run_guarded(
             _eval, checkpoint=checkpoint, predictions=predictions, annotations=annotations, det_boxes=det_boxes,
             det_score_threshold=det_score_threshold, flip=flip, device=device, workers=workers, as_json=as_json,
-            update_record=update_record,
+            update_record=update_record, engine=engine,
         )  # fmt: skip
 
 
@@ -168,7 +177,7 @@ def _run(
     epochs: int | None, lr: float | None, batch_size: int | None, workers: int | None, seed: int,
     sets: dict[str, str], hp: dict[str, str], device: str, amp: str | None, flip: bool | None,
     det_boxes: Path | None, det_score_threshold: float | None, out: Path, run_id: str | None, experiment: str | None,
-    resume: bool, cache_dir: Path | None, shorthands: dict[str, Any], lowres_protocol: str,
+    resume: bool, cache_dir: Path | None, shorthands: dict[str, Any], lowres_protocol: str, threads: int | None = None,
 ) -> None:
     from lrpose_bench.engine.config import PROFILES, parse_hparam
     from lrpose_bench.engine.runner import RunSpec, run
@@ -180,7 +189,7 @@ def _run(
         raise UserError(f"--profile {profile!r}: valid profiles: {', '.join(PROFILES)}")
     hparams: dict[str, Any] = {k: parse_hparam(k, v) for k, v in hp.items()}
     for key, value in {"epochs": epochs, "lr": lr, "batch_size": batch_size, "workers": workers, "amp": amp,
-                       "flip_test": flip, "det_score_threshold": det_score_threshold}.items():  # fmt: skip
+                       "flip_test": flip, "det_score_threshold": det_score_threshold, "cpu_threads": threads}.items():  # fmt: skip
         if value is not None:
             hparams[key] = value
     if det_boxes is not None and not det_boxes.is_file():
@@ -203,41 +212,46 @@ def _run(
 def _eval(
     *, checkpoint: Path | None, predictions: Path | None, annotations: Path | None, det_boxes: Path | None,
     det_score_threshold: float | None, flip: bool, device: str, workers: int | None, as_json: bool,
-    update_record: bool = False,
+    update_record: bool = False, engine: str | None = None,
 ) -> None:
-    from lrpose_bench.engine.runner import evaluate_checkpoint, stats_table
-    from lrpose_bench.engine.runner import update_record as write_evaluation
+    """``lrpose eval`` with --predictions (torch is never imported on this path) or --checkpoint."""
+    from lrpose_bench.evaluation.coco_eval import record_stats, stats_table
+    from lrpose_bench.evaluation.engines import DEFAULT_ENGINE, require_engine
 
+    if engine is not None:
+        require_engine(engine)  # before any file is read or model built
     if predictions is not None:
-        from lrpose_bench.evaluation import evaluate_results_file
+        from lrpose_bench.evaluation.coco_eval import evaluate_results_file
 
-        stats = evaluate_results_file(predictions, annotations)
-        title = f"{predictions.name} vs {annotations.name}"
-        extra: dict[str, Any] = {}
+        engine = engine or DEFAULT_ENGINE
+        stats = evaluate_results_file(predictions, annotations, engine=engine)
+        title = f"{predictions.name} vs {annotations.name} ({engine})"
+        extra: dict[str, Any] = {"engine": engine}
     else:
+        from lrpose_bench.engine.runner import evaluate_checkpoint
+        from lrpose_bench.engine.runner import update_record as write_evaluation
+
         if det_boxes is not None and not det_boxes.is_file():
             raise UserError(f"--det-boxes: file not found: {det_boxes}")
         result, meta = evaluate_checkpoint(
             checkpoint, det_boxes=str(det_boxes) if det_boxes else None, flip=flip, device=device, workers=workers,
-            det_score_threshold=det_score_threshold,
+            det_score_threshold=det_score_threshold, eval_engine=engine,
         )  # fmt: skip
         stats = result.stats
-        title = f"{meta['method']} {meta['resolution']} {meta.get('backbone')} after {meta['epoch']} epochs ({meta['boxes']} boxes, flip {'on' if flip else 'off'})"
+        title = f"{meta['method']} {meta['resolution']} {meta.get('backbone')} after {meta['epoch']} epochs ({meta['boxes']} boxes, flip {'on' if flip else 'off'}, {meta['eval_engine']})"
         extra = {"mean_error_px": result.mean_error, "instances": result.instances, "boxes": meta["boxes"],
-                 "error_types": result.error_types}  # fmt: skip
+                 "error_types": result.error_types, "engine": meta["eval_engine"]}  # fmt: skip
         if update_record:
             run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
-            write_evaluation(run_dir, result, meta["boxes"], flip)
+            write_evaluation(run_dir, result, meta["boxes"], flip, engine=meta["eval_engine"])
             err_console.print(f"updated {run_dir / 'record.json'}", highlight=False)
     if as_json:
-        from lrpose_bench.engine.runner import record_stats
-
         typer.echo(json.dumps({"stats": record_stats(stats), **extra}, indent=2))  # pycocotools' -1 -> null
         return
     console.print(stats_table(stats, title))
     if extra.get("mean_error_px") is not None:
         console.print(f"mean keypoint error {extra['mean_error_px']:.2f} px (image)", highlight=False)
     if extra.get("error_types") is not None:
-        from lrpose_bench.evaluation import format_error_types
+        from lrpose_bench.evaluation.error_types import format_error_types
 
         console.print(format_error_types(extra["error_types"]), highlight=False)

@@ -3,6 +3,8 @@
 Each run is a subprocess of the real CLI (``python -m lrpose_bench.cli.app run ...``) writing its record to
 ``<out>/<experiment>/<run id>/record.json``; run ids are deterministic, so an interrupted sweep picks up
 where it stopped. ``--print-commands`` prints the same runs as shell lines for a cluster scheduler.
+``--parallel N`` runs N at a time and splits the cores between them: each gets ``--threads``
+``max(1, cores // N)`` (``--threads T`` chooses), so that N runs do not oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,6 +49,8 @@ def sweep(
     report_dir: Path = typer.Option(Path("results/tables"), "--report-dir", help="Folder the final report is written to."),
     report_format: str = typer.Option("latex", "--report-format", help="Report format: latex | markdown | csv."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run (default: go on, list failures at the end)."),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at a time; each gets --threads max(1, cores // N) unless --threads is given."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads of every run (0 = with --parallel 1 each run's automatic rule, else cores // N)."),
 ) -> None:
     """Run an experiment file: every run without a record, then `lrpose report` for the experiment."""
     from lrpose_bench.data.spec import embedded_dir, embedded_variant
@@ -74,10 +79,11 @@ def sweep(
     exp_dir = out.expanduser() / exp.name
     statuses = _statuses(runs, exp_dir, None if data_arg else embedded_dir(variant=embedded_variant(exp.dataset)).name)
 
+    run_threads = threads_per_run(parallel, threads)
     if print_commands:
         pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
         for run, status in pending:
-            args = run.run_args(exp_dir, data=data_arg, device=device, resume=status == "resume")
+            args = child_args(run, exp_dir, data_arg, device, status == "resume", run_threads)
             typer.echo(shlex.join(["lrpose", getattr(run, "command", "run"), *args]))
         err_console.print(f"{len(pending)} of {len(runs)} runs of {exp.name} have no record yet.", highlight=False)
         stale = [r.run_id for r, s in pending if s == "retry"]
@@ -96,7 +102,7 @@ def sweep(
         _preflight(exp, runs, statuses, data_arg)
     except ExperimentError as exc:
         fail(str(exc))
-    failures = _execute(exp, runs, statuses, exp_dir, data_arg, device, fail_fast)
+    failures = _execute(exp, runs, statuses, exp_dir, data_arg, device, fail_fast, parallel, run_threads)
     if report and not _report(exp_dir, exp.name, report_format, report_dir) and not failures:
         raise typer.Exit(1)
     if failures:
@@ -107,6 +113,26 @@ def sweep(
 
 
 # ----------------------------------------------------------------------------------------------
+def threads_per_run(parallel: int, threads: int = 0) -> int:
+    """Torch CPU threads to give every run: ``threads`` when given, else ``max(1, cores // parallel)`` for
+    parallel runs, else 0 (each run's own automatic rule, see :func:`lrpose_bench.engine.env.auto_threads`)."""
+    from lrpose_bench.engine.env import usable_cpus
+
+    if threads > 0:
+        return threads
+    return max(1, usable_cpus() // parallel) if parallel > 1 else 0
+
+
+def child_args(run: Any, exp_dir: Path, data: str | None, device: str | None, resume: bool, threads: int) -> list[str]:
+    """Arguments of one run's ``lrpose run``/``lrpose eval`` command; ``--threads`` for a training run when
+    ``threads`` > 0 and the experiment file does not set ``cpu_threads`` itself (an eval-only run gets
+    ``$OMP_NUM_THREADS`` from :func:`_execute` instead)."""
+    args = run.run_args(exp_dir, data=data, device=device, resume=resume)
+    if threads > 0 and getattr(run, "command", "run") == "run" and "cpu_threads" not in getattr(run, "hparams", {}):
+        args += ["--threads", str(threads)]
+    return args
+
+
 def _statuses(runs: list[Any], exp_dir: Path, dataset_folder: str | None) -> list[str]:
     """Status of each run's folder; an existing record made with other settings (or, for the embedded
     dataset, another generator version: ``dataset_folder``) stops the sweep."""
@@ -218,10 +244,24 @@ def _paper_ap(runs: list[Any], dataset: str) -> dict[str, float]:
     return out
 
 
+@dataclass
+class _Started:
+    """A run of the sweep whose process is going."""
+
+    run: Any
+    child: subprocess.Popen
+    log_file: Any
+    log: Path
+    start: float
+
+
 def _execute(
-    exp: Any, runs: list[Any], statuses: list[str], exp_dir: Path, data: str | None, device: str | None, fail_fast: bool
+    exp: Any, runs: list[Any], statuses: list[str], exp_dir: Path, data: str | None, device: str | None, fail_fast: bool,
+    parallel: int = 1, threads: int = 0,
 ) -> list[tuple[str, Path]]:
-    """Run each pending run as a subprocess of the real CLI; returns ``(run id, log)`` of failures."""
+    """Run each pending run as a subprocess of the real CLI, ``parallel`` at a time (each with ``threads``
+    torch threads when > 0); returns ``(run id, log)`` of failures. With ``fail_fast`` no run starts after
+    a failure (the ones going finish)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -231,9 +271,7 @@ def _execute(
         TimeElapsedColumn,
     )
 
-    from lrpose_bench.engine.runlock import folder_is_locked
-    from lrpose_bench.experiments import set_aside
-    from lrpose_bench.records import read_record
+    from lrpose_bench.engine.env import usable_cpus
 
     pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
     failures: list[tuple[str, Path]] = []
@@ -243,65 +281,118 @@ def _execute(
     log_dir = exp_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = str(threads)  # eval-only runs (no --threads option) and any OpenMP library
+    if parallel > 1:
+        cores = usable_cpus()
+        over = f"; {parallel} x {threads} threads > {cores} cores: they will compete" if parallel * threads > cores else ""
+        console.print(f"{min(parallel, len(pending))} runs at a time, {threads} torch thread(s) each ({cores} cores){over}",
+                      highlight=False)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    done_before = len(runs) - len(pending)
+    queue = list(pending)
+    going: list[_Started] = []
+    stop = False
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(exp.name, total=len(runs), completed=done_before)
-        for run, status in pending:
-            progress.update(task, description=f"{exp.name}: {run.run_id}")
-            prefix = [*RUN_PREFIX[:-1], getattr(run, "command", "run")]  # eval-only runs (weights): lrpose eval
-            cmd = [sys.executable, *prefix, *run.run_args(exp_dir, data=data, device=device, resume=status == "resume")]
-            log = log_dir / f"{run.run_id}.log"
-            holder = folder_is_locked(exp_dir / run.run_id)
-            if holder is not None:  # a live run (e.g. of another sweep) owns the folder: never move it away
-                busy = f"{exp_dir / run.run_id} is in use by another run ({holder})"
-                log.write_text(busy + "\n", encoding="utf-8")
-                progress.console.print(f"[red]failed[/] {run.run_id}: {busy}", highlight=False, markup=False)
-                progress.advance(task)
-                failures.append((run.run_id, log))
-                if fail_fast:
-                    break
-                continue
-            if status == "retry":
-                moved = set_aside(exp_dir / run.run_id)
-                progress.console.print(f"moved the folder of a failed attempt to {moved}", highlight=False)
-            start = time.monotonic()
-            with open(log, "w", encoding="utf-8") as fh:
-                fh.write("$ " + shlex.join(cmd) + "\n")
-                fh.flush()
-                child = start_run(cmd, fh, env)
-                try:
-                    rc = child.wait()
-                except KeyboardInterrupt:
-                    progress.stop()
-                    _stop_run(child, run.run_id)
-                    raise typer.Exit(130) from None
-            seconds = time.monotonic() - start
-            record_path = exp_dir / run.run_id / "record.json"
-            progress.advance(task)
-            if rc != 0 or not record_path.is_file():
-                why = f"exit code {rc}" if rc != 0 else "no record written"
-                progress.console.print(f"[red]failed[/] {run.run_id} ({why}, {seconds:.0f} s); log: {log}", highlight=False)
-                progress.console.print(_tail(log), highlight=False, markup=False)
-                failures.append((run.run_id, log))
-                if fail_fast:
-                    break
-                continue
-            try:
-                record = read_record(record_path)
-            except (ValueError, OSError) as exc:
-                progress.console.print(f"[red]failed[/] {run.run_id} (its record is not valid: {exc})", highlight=False)
-                failures.append((run.run_id, log))
-                if fail_fast:
-                    break
-                continue
-            tag = record.get("experiment")
-            if tag != exp.name:
-                progress.console.print(f"[yellow]warning[/]: {record_path} is tagged {tag!r}, not {exp.name!r}", highlight=False)
-            ap = record.get("stats", {}).get("AP")
-            ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "AP ?"
-            progress.console.print(f"[green]done[/] {run.run_id}: {ap_text} in {seconds:.0f} s", highlight=False)
+        task = progress.add_task(exp.name, total=len(runs), completed=len(runs) - len(pending))
+        try:
+            while going or (queue and not stop):
+                while queue and not stop and len(going) < parallel:
+                    run, status = queue.pop(0)
+                    started = _start(run, status, exp_dir, log_dir, data, device, threads, env, progress, task)
+                    if started is None:
+                        failures.append((run.run_id, log_dir / f"{run.run_id}.log"))
+                        stop = stop or fail_fast
+                    else:
+                        going.append(started)
+                    progress.update(task, description=f"{exp.name}: {', '.join(g.run.run_id for g in going) or '-'}")
+                if not going:
+                    continue
+                done = _wait_any(going)
+                going.remove(done)
+                if not _finish(done, exp, exp_dir, progress, task):
+                    failures.append((done.run.run_id, done.log))
+                    stop = stop or fail_fast
+        except KeyboardInterrupt:
+            progress.stop()
+            _stop_runs([(g.child, g.run.run_id) for g in going])
+            raise typer.Exit(130) from None
+        finally:
+            for g in going:
+                g.log_file.close()
     return failures
+
+
+def _start(run: Any, status: str, exp_dir: Path, log_dir: Path, data: str | None, device: str | None, threads: int,
+           env: dict[str, str], progress: Any, task: Any) -> _Started | None:
+    """Start one run (``None``: it could not start; already reported and counted)."""
+    from lrpose_bench.engine.runlock import folder_is_locked
+    from lrpose_bench.experiments import set_aside
+
+    prefix = [*RUN_PREFIX[:-1], getattr(run, "command", "run")]  # eval-only runs (weights): lrpose eval
+    cmd = [sys.executable, *prefix, *child_args(run, exp_dir, data, device, status == "resume", threads)]
+    log = log_dir / f"{run.run_id}.log"
+    holder = folder_is_locked(exp_dir / run.run_id)
+    if holder is not None:  # a live run (e.g. of another sweep) owns the folder: never move it away
+        busy = f"{exp_dir / run.run_id} is in use by another run ({holder})"
+        log.write_text(busy + "\n", encoding="utf-8")
+        progress.console.print(f"[red]failed[/] {run.run_id}: {busy}", highlight=False, markup=False)
+        progress.advance(task)
+        return None
+    if status == "retry":
+        moved = set_aside(exp_dir / run.run_id)
+        progress.console.print(f"moved the folder of a failed attempt to {moved}", highlight=False)
+    fh = open(log, "w", encoding="utf-8")
+    fh.write("$ " + shlex.join(cmd) + "\n")
+    fh.flush()
+    try:
+        child = start_run(cmd, fh, env)
+    except BaseException:
+        fh.close()
+        raise
+    return _Started(run, child, fh, log, time.monotonic())
+
+
+#: Seconds between looks at the runs of a parallel sweep.
+POLL_S: float = 0.5
+
+
+def _wait_any(going: list[_Started]) -> _Started:
+    """The first of ``going`` whose process has ended (waits for it)."""
+    if len(going) == 1:
+        going[0].child.wait()
+        return going[0]
+    while True:
+        for g in going:
+            if g.child.poll() is not None:
+                return g
+        time.sleep(POLL_S)
+
+
+def _finish(done: _Started, exp: Any, exp_dir: Path, progress: Any, task: Any) -> bool:
+    """Report an ended run: ``True`` when it wrote a valid record."""
+    from lrpose_bench.records import read_record
+
+    done.log_file.close()
+    run, rc, seconds = done.run, done.child.returncode, time.monotonic() - done.start
+    record_path = exp_dir / run.run_id / "record.json"
+    progress.advance(task)
+    if rc != 0 or not record_path.is_file():
+        why = f"exit code {rc}" if rc != 0 else "no record written"
+        progress.console.print(f"[red]failed[/] {run.run_id} ({why}, {seconds:.0f} s); log: {done.log}", highlight=False)
+        progress.console.print(_tail(done.log), highlight=False, markup=False)
+        return False
+    try:
+        record = read_record(record_path)
+    except (ValueError, OSError) as exc:
+        progress.console.print(f"[red]failed[/] {run.run_id} (its record is not valid: {exc})", highlight=False)
+        return False
+    tag = record.get("experiment")
+    if tag != exp.name:
+        progress.console.print(f"[yellow]warning[/]: {record_path} is tagged {tag!r}, not {exp.name!r}", highlight=False)
+    ap = record.get("stats", {}).get("AP")
+    ap_text = f"AP {100 * ap:.1f}" if isinstance(ap, (int, float)) else "AP ?"
+    progress.console.print(f"[green]done[/] {run.run_id}: {ap_text} in {seconds:.0f} s", highlight=False)
+    return True
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -347,16 +438,30 @@ def start_run(cmd: list[str], log: Any, env: dict[str, str] | None = None) -> su
 
 def _stop_run(child: subprocess.Popen, run_id: str) -> None:
     """After Ctrl-C: pass it on to the run, wait for its checkpoint (Ctrl-C again: kill it now)."""
+    _stop_runs([(child, run_id)])
+
+
+def _stop_runs(children: list[tuple[subprocess.Popen, str]]) -> None:
+    """After Ctrl-C: pass it on to every run going, wait for their checkpoints (Ctrl-C again: kill them now)."""
     import signal
 
+    if not children:
+        return
     err_console.print(
-        f"interrupted during {run_id}: waiting for it to save a resumable checkpoint (Ctrl-C again to kill it)",
+        f"interrupted during {', '.join(run_id for _, run_id in children)}: waiting for "
+        f"{'it' if len(children) == 1 else 'them'} to save a resumable checkpoint (Ctrl-C again to kill "
+        f"{'it' if len(children) == 1 else 'them'})",
         highlight=False,
     )
+    deadline = time.monotonic() + STOP_GRACE_S
     try:
-        child.send_signal(signal.SIGINT)
-        child.wait(timeout=STOP_GRACE_S)
+        for child, _ in children:
+            child.send_signal(signal.SIGINT)
+        for child, _ in children:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
     except (KeyboardInterrupt, subprocess.TimeoutExpired):
-        child.kill()
-        child.wait()
+        for child, _ in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     err_console.print("run the same command again to continue.", highlight=False)

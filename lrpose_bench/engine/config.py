@@ -27,7 +27,7 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 #: Command-line shorthands of some hyper-parameters (named in error messages).
 HPARAM_SHORTHANDS: dict[str, str] = {
     "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "workers": "--workers", "amp": "--amp",
-    "flip_test": "--flip/--no-flip", "det_score_threshold": "--det-score-threshold",
+    "cpu_threads": "--threads", "flip_test": "--flip/--no-flip", "det_score_threshold": "--det-score-threshold",
 }
 #: Closed ranges of numeric hyper-parameters (probabilities, fractions, counts).
 _RANGES: dict[str, tuple[float, float]] = {
@@ -64,6 +64,9 @@ class TrainConfig:
     # ---- data loading
     workers: int = 4  # DataLoader worker processes per training process
     cache_images: bool = False  # decode every image once into memory (small datasets; capped at 8 GiB)
+    # Decode a JPEG at 1/2, 1/4 or 1/8 size when the crop samples it that sparsely (cache_images=false only):
+    # faster, but libjpeg's reduced decode box-averages first, so crops are less aliased than the protocol's.
+    jpeg_reduced_decode: bool = False
     eval_batch_size: int = 64
     max_train_instances: int = 0  # 0 = all annotated persons of the training split
     max_val_instances: int = 0  # 0 = all persons of the validation split
@@ -79,12 +82,13 @@ class TrainConfig:
     flip_test: bool = True
     oks_nms_threshold: float = 0.9
     det_score_threshold: float = 0.0  # drop detected boxes below this score (detected-box setting only)
+    eval_engine: str = "pycocotools"  # COCO AP engine: pycocotools | faster-coco-eval | hotcoco (evaluation.engines)
     # ---- speed
     amp: str = "off"  # off | bf16 | fp16 (CUDA)
     channels_last: bool = False  # NHWC memory format on CUDA
     compile: bool = False  # torch.compile the model
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (fixed input sizes; HRNet's default)
-    cpu_threads: int = 0  # torch threads on a CPU device; 0 = $OMP_NUM_THREADS if set, else cores - workers
+    cpu_threads: int = 0  # torch threads on a CPU device (--threads); 0 = $OMP_NUM_THREADS if set, else the automatic rule (engine.env.auto_threads)
     # ---- logging
     log_every: int = 20  # progress bar refresh period in steps
     tensorboard: bool = False  # also write TensorBoard events (scalars + a few predictions per epoch) to <run>/tensorboard
@@ -123,6 +127,12 @@ class TrainConfig:
             raise bad("amp", f"choose one of {', '.join(AMP_MODES)}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        from lrpose_bench.evaluation.engines import ENGINES
+
+        if self.eval_engine not in ENGINES:
+            raise bad("eval_engine", f"choose one of {', '.join(ENGINES)}")
+        if self.jpeg_reduced_decode and self.cache_images:
+            raise bad("jpeg_reduced_decode", "applies to images decoded per sample; set cache_images=false")
         if list(self.lr_steps) != sorted(self.lr_steps) or any(step < 0 for step in self.lr_steps):
             raise bad("lr_steps", "must be increasing epochs >= 0")
         return self

@@ -24,18 +24,20 @@ from lrpose_bench.engine.env import configure_cpu_threads, git_commit, resolve_d
 from lrpose_bench.engine.inference import EvalResult, evaluate
 from lrpose_bench.engine.runlock import RunLock, check_run_id, claim_run_dir
 from lrpose_bench.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from lrpose_bench.evaluation.coco_eval import record_stats, stats_table  # torch-free; stats_table re-exported
+from lrpose_bench.evaluation.engines import require_engine, use_engine
 from lrpose_bench.geometry import format_resolution, parse_resolution
 from lrpose_bench.io import read_json, write_json
 from lrpose_bench.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from lrpose_bench.method import Geometry, PoseMethod, build_method
-from lrpose_bench.records import COCO_STAT_NAMES, SCHEMA_VERSION, write_record
+from lrpose_bench.records import SCHEMA_VERSION, write_record
 
 #: Backbone when ``--backbone`` is not given: the CPU net for the quick profile, HRNet-W32 for the paper's.
 DEFAULT_BACKBONE = {"quick": "tiny", "paper": "hrnet_w32"}
 #: Hyper-parameters that do not change the trained weights (may differ on ``--resume``).
 RESUME_FREE_HPARAMS = {
     "workers", "eval_batch_size", "log_every", "flip_test", "det_score_threshold", "oks_nms_threshold", "cpu_threads",
-    "cache_images", "tensorboard",
+    "cache_images", "tensorboard", "eval_engine",
 }
 
 
@@ -122,6 +124,7 @@ def make_dataset(
         max_instances=limit or None,
         seed=seed,
         cache_images=config.cache_images,
+        jpeg_reduced_decode=config.jpeg_reduced_decode,
     )
 
 
@@ -178,10 +181,12 @@ def _check_resume(ckpt: Mapping[str, Any], spec: RunSpec, config: TrainConfig) -
                 f"--resume: {key} is {getattr(spec, key)!r} but the checkpoint {ckpt['path']} was trained with "
                 f"{stored_run.get(key)!r}; rerun the original command with --resume"
             )
+    defaults = TrainConfig().to_dict()  # a key missing from an older checkpoint had its default then
     for key, value in config.to_dict().items():
-        if key not in RESUME_FREE_HPARAMS and stored_cfg.get(key) != value:
+        stored = stored_cfg.get(key, defaults.get(key))
+        if key not in RESUME_FREE_HPARAMS and stored != value:
             raise ValueError(
-                f"--resume: hyper-parameter {key}={value!r} differs from the checkpoint's {stored_cfg.get(key)!r} "
+                f"--resume: hyper-parameter {key}={value!r} differs from the checkpoint's {stored!r} "
                 f"({ckpt['path']}); rerun the original command with --resume"
             )
 
@@ -203,26 +208,7 @@ def check_same_dataset(ckpt: Mapping[str, Any], data: Any, action: str) -> None:
         )
 
 
-def stats_table(stats: Mapping[str, float], title: str = "COCO keypoints") -> Any:
-    """A rich table of the 10 COCO stats in percent."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for name in COCO_STAT_NAMES:
-        table.add_column(name, justify="right")
-    table.add_row(*(stat_text(stats[n]) for n in COCO_STAT_NAMES))
-    return table
-
-
-def stat_text(value: float | None) -> str:
-    """A COCO stat in percent with one decimal; ``-`` for pycocotools' -1 (no ground truth in that area
-    range) or a missing value."""
-    return "-" if value is None or value < 0 or not math.isfinite(value) else f"{100 * value:.1f}"
-
-
-def record_stats(stats: Mapping[str, float]) -> dict[str, float | None]:
-    """COCO stats for a record: pycocotools' -1 (no ground truth in that area range) becomes null."""
-    return {k: None if v is None or v < 0 or not math.isfinite(v) else float(v) for k, v in stats.items()}
+# stats_table, stat_text, record_stats: torch-free, in lrpose_bench.evaluation.coco_eval.
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -268,7 +254,8 @@ def _run(
     config = effective_config(profile, spec.hparams, geometry.crop_size)
     if config.amp == "fp16" and device.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on the CPU")
-    configure_cpu_threads(device, config.workers, config.cpu_threads)
+    require_engine(config.eval_engine, "--hp eval_engine")  # before training, not after it
+    configure_cpu_threads(device, config.workers, config.cpu_threads, announce=dist_info.is_main)  # + in the record
 
     # Dataset: rank 0 generates/caches it first, the others then find it.
     if dist_info.is_main:
@@ -350,11 +337,12 @@ def _train_and_evaluate(
         raise TrainingInterrupted(f"{exc}. {resume_hint}", exc.path, exc.epoch, exc.step) from None
 
     try:
-        result = evaluate(
-            trainer.model, method, geometry, val_set, device,
-            batch_size=config.eval_batch_size, workers=config.workers, flip=config.flip_test, amp=config.amp,
-            channels_last=trainer.channels_last, oks_nms_threshold=config.oks_nms_threshold, progress=True,
-        )  # fmt: skip
+        with use_engine(config.eval_engine):
+            result = evaluate(
+                trainer.model, method, geometry, val_set, device,
+                batch_size=config.eval_batch_size, workers=config.workers, flip=config.flip_test, amp=config.amp,
+                channels_last=trainer.channels_last, oks_nms_threshold=config.oks_nms_threshold, progress=True,
+            )  # fmt: skip
     except KeyboardInterrupt:
         path = checkpoint_path(run_dir)
         raise TrainingInterrupted(
@@ -423,6 +411,7 @@ def build_record(
         "hparams": config.to_dict(),
         "seed": spec.seed,
         "stats": record_stats(result.stats),
+        "eval_engine": config.eval_engine,  # which COCO evaluation engine computed "stats"
         "per_joint_error_px": per_joint,
         "mean_error_px": float(mean),
         "train_images_per_s": float(summary.images_per_s),
@@ -460,11 +449,12 @@ def write_outputs(run_dir: Path, record: dict[str, Any], result: EvalResult, met
 # --------------------------------------------------------------------------------------------------
 # Re-evaluation of a saved run (`lrpose eval --checkpoint`)
 # --------------------------------------------------------------------------------------------------
-def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool) -> dict[str, Any]:
+def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool, engine: str = "pycocotools") -> dict[str, Any]:
     """Rewrite the evaluation fields of ``run_dir/record.json`` (stats, per-joint and mean errors, error
     types, eval time) and ``predictions.json`` from ``result``, e.g. to add metrics that a newer evaluator
     computes. The evaluation must use the record's boxes and flip setting; ``reevaluated`` notes when, by
-    which commit, and the AP before. Returns the new record."""
+    which commit, and the AP before; ``engine`` is the evaluation engine that scored ``result``. Returns the
+    new record."""
     record = read_json(run_dir / "record.json", "result record")
     if boxes != record.get("boxes") or flip != record.get("hparams", {}).get("flip_test", True):
         raise ValueError(
@@ -474,6 +464,7 @@ def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool) -> 
     before = record["stats"].get("AP")
     record |= {
         "stats": record_stats(result.stats),
+        "eval_engine": engine,
         "per_joint_error_px": (
             {n: _finite_or_none(float(v)) for n, v in zip(KEYPOINT_NAMES, result.per_joint_error)}
             if result.per_joint_error is not None else record["per_joint_error_px"]
@@ -492,10 +483,11 @@ def update_record(run_dir: Path, result: EvalResult, boxes: str, flip: bool) -> 
 
 def evaluate_checkpoint(
     checkpoint: str | Path, *, det_boxes: str | None = None, flip: bool | None = None, device: str = "auto",
-    workers: int | None = None, det_score_threshold: float | None = None,
+    workers: int | None = None, det_score_threshold: float | None = None, eval_engine: str | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Rebuild the model stored in ``checkpoint`` (a run folder or a ``.pt``) and evaluate it on the
-    validation split of its dataset; returns the result and the checkpoint's run spec."""
+    validation split of its dataset (scored by ``eval_engine``, default the run's); returns the result and
+    the checkpoint's run spec (plus ``boxes``, ``epoch``, ``eval_engine``)."""
     from lrpose_bench.data import resolve_dataset
 
     dev = resolve_device(device)
@@ -511,7 +503,10 @@ def evaluate_checkpoint(
         overrides["workers"] = workers
     if det_score_threshold is not None:
         overrides["det_score_threshold"] = det_score_threshold
+    if eval_engine is not None:
+        overrides["eval_engine"] = eval_engine
     config = dataclasses.replace(config, **overrides).validate()
+    require_engine(config.eval_engine, "--engine" if eval_engine is not None else "the run's eval_engine")
     method = build_method(spec.method, spec.options)
     method.load_state_dict(ckpt.get("method", {}))
     geometry = method.geometry(parse_resolution(spec.resolution))
@@ -522,11 +517,13 @@ def evaluate_checkpoint(
     check_same_dataset(ckpt, data, "lrpose eval")
     val_set = make_dataset(data.val_ann, data.val_images, method, geometry, train=False, config=config, seed=spec.seed,
                            lowres_protocol=spec.lowres_protocol, det_file=det_boxes)  # fmt: skip
-    result = evaluate(
-        model, method, geometry, val_set, dev, batch_size=config.eval_batch_size, workers=config.workers,
-        flip=config.flip_test, amp=config.amp, oks_nms_threshold=config.oks_nms_threshold, progress=True,
-    )  # fmt: skip
+    with use_engine(config.eval_engine):
+        result = evaluate(
+            model, method, geometry, val_set, dev, batch_size=config.eval_batch_size, workers=config.workers,
+            flip=config.flip_test, amp=config.amp, oks_nms_threshold=config.oks_nms_threshold, progress=True,
+        )  # fmt: skip
     assert result is not None  # single process
+    meta["eval_engine"] = config.eval_engine
     meta["boxes"] = str(val_set.boxes)
     meta["epoch"] = int(ckpt["epoch"])
     return result, meta

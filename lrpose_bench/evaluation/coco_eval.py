@@ -1,15 +1,18 @@
-"""COCO keypoint AP/AR through pycocotools (``COCOeval(iouType="keypoints")``), with quiet loading.
+"""COCO keypoint AP/AR through pycocotools (``COCOeval(iouType="keypoints")``) or an engine proven equal to it
+(:mod:`lrpose_bench.evaluation.engines`), with quiet loading.
 
-The numbers are pycocotools' own: this module only loads files with clear errors, silences the library's
-prints on request, and names the 10 stats (:data:`lrpose_bench.records.COCO_STAT_NAMES`).
+The numbers are the engine's own: this module only loads files with clear errors, silences the library's
+prints on request, and names the 10 stats (:data:`lrpose_bench.records.COCO_STAT_NAMES`). Nothing here
+imports torch: scoring a results file stays a small process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -149,45 +152,96 @@ def zero_stats() -> dict[str, float]:
     return {name: 0.0 for name in COCO_STAT_NAMES}
 
 
-def coco_keypoint_stats(gt: Any, results: list[dict], quiet: bool = True) -> dict[str, float]:
+def _gt_dataset(gt: Any) -> dict:
+    """The checked dataset dict of ``gt`` (a path, a dict or a loaded ``COCO``) without building a
+    pycocotools index (for the engines that build their own)."""
+    if isinstance(gt, dict):
+        check_ground_truth(gt)
+        return gt
+    if isinstance(gt, (str, Path)):
+        path = Path(gt)
+        data = read_json(path, "annotation file")
+        check_ground_truth(data, f"annotation file {path}")
+        return data
+    dataset = getattr(gt, "dataset", None)
+    if not isinstance(dataset, dict):
+        raise TypeError(f"ground truth: expected a path, a dataset dict or a COCO object, got {type(gt).__name__}")
+    return dataset
+
+
+def coco_keypoint_stats(gt: Any, results: list[dict], quiet: bool = True, engine: str | None = None) -> dict[str, float]:
     """The 10 COCO keypoint stats (AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL) in [0, 1].
 
     ``gt``: a ``COCO`` object, a dataset dict or an annotation json path; ``results``: COCO keypoint
-    results (image px). No result -> zeros. ``quiet`` silences pycocotools' prints. Results for images
-    absent from ``gt`` are an error naming the first such image id.
+    results (image px). No result -> zeros. ``quiet`` silences the engine's prints. Results for images
+    absent from ``gt`` are an error naming the first such image id. ``engine``: ``pycocotools`` (the
+    reference), ``faster-coco-eval`` or ``hotcoco`` (:mod:`lrpose_bench.evaluation.engines`, equal to
+    pycocotools bit for bit); ``None`` takes :func:`~lrpose_bench.evaluation.engines.current_engine`.
+    ``results`` are never modified; pycocotools and faster-coco-eval add ``ignore`` fields to the
+    annotation dicts of a ``gt`` given as a dict or ``COCO`` (hotcoco copies them).
     """
-    from pycocotools.cocoeval import COCOeval
+    from lrpose_bench.evaluation.engines import current_engine, engine_keypoint_stats, require_engine
 
-    coco = load_coco(gt, quiet)
+    name = require_engine(engine if engine is not None else current_engine())
+    if name == "pycocotools":
+        coco: Any = load_coco(gt, quiet)
+        known = set(coco.getImgIds())
+    else:
+        coco = _gt_dataset(gt)
+        known = {im["id"] for im in coco["images"]}
     results = check_results(results)
     if not results:
         return zero_stats()
-    known = set(coco.getImgIds())
     stray = next((r["image_id"] for r in results if r["image_id"] not in known), None)
     if stray is not None:
         raise ValueError(f"results: image_id {stray!r} is not in the ground-truth annotations")
-    with _maybe_quiet(quiet):
-        dets = coco.loadRes([dict(r) for r in results])  # loadRes adds fields to the dicts it gets
-        ev = COCOeval(coco, dets, iouType="keypoints")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = np.asarray(ev.stats, dtype=np.float64)
+    stats = engine_keypoint_stats(name, coco, results, quiet)
     # pycocotools reports -1 where a category/area range has no ground truth; keep its value.
-    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, stats)}
+    return {n: float(v) for n, v in zip(COCO_STAT_NAMES, stats)}
 
 
-def evaluate_results_file(predictions: Path, annotations: Path, quiet: bool = True) -> dict[str, float]:
-    """Score a COCO keypoint results file (``predictions.json``) against an annotation file.
+def evaluate_results_file(
+    predictions: Path, annotations: Path, quiet: bool = True, engine: str | None = None
+) -> dict[str, float]:
+    """Score a COCO keypoint results file (``predictions.json``) against an annotation file with ``engine``
+    (see :func:`coco_keypoint_stats`).
 
     Returns the 10 stats (:data:`COCO_STAT_NAMES` -> float). Errors name the file and the bad entry.
     """
+    from lrpose_bench.evaluation.engines import current_engine, require_engine
+
+    require_engine(engine if engine is not None else current_engine())  # before reading large files
     predictions = Path(predictions)
     results = read_json(predictions, "predictions file")
     if not isinstance(results, list):
         raise ValueError(f"predictions file {predictions} must hold a JSON list of COCO keypoint results")
     results = check_results(results, str(predictions))
-    return coco_keypoint_stats(annotations, results, quiet=quiet)
+    return coco_keypoint_stats(annotations, results, quiet=quiet, engine=engine)
 
 
-__all__ = ["load_coco", "check_results", "zero_stats", "coco_keypoint_stats", "evaluate_results_file", "RESULT_FIELDS"]
+def stats_table(stats: Mapping[str, float], title: str = "COCO keypoints") -> Any:
+    """A rich table of the 10 COCO stats in percent."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in COCO_STAT_NAMES:
+        table.add_column(name, justify="right")
+    table.add_row(*(stat_text(stats[n]) for n in COCO_STAT_NAMES))
+    return table
+
+
+def stat_text(value: float | None) -> str:
+    """A COCO stat in percent with one decimal; ``-`` for pycocotools' -1 (no ground truth in that area
+    range) or a missing value."""
+    return "-" if value is None or value < 0 or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def record_stats(stats: Mapping[str, float]) -> dict[str, float | None]:
+    """COCO stats for a record: pycocotools' -1 (no ground truth in that area range) becomes null."""
+    return {k: None if v is None or v < 0 or not math.isfinite(v) else float(v) for k, v in stats.items()}
+
+
+__all__ = [
+    "load_coco", "check_results", "check_ground_truth", "zero_stats", "coco_keypoint_stats", "evaluate_results_file",
+    "stats_table", "stat_text", "record_stats", "RESULT_FIELDS",
+]  # fmt: skip

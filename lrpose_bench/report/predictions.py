@@ -89,10 +89,12 @@ def _dataset_for(record: dict[str, Any], run_dir: Path, data: Path | None, cache
         unbiased = bool(build_method(method["name"], method.get("options", {})).unbiased)
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"{run_dir}: cannot rebuild method {method.get('name')!r} of the record ({exc})") from None
-    limit = int(record.get("hparams", {}).get("max_val_instances", 0) or 0)
+    hparams = record.get("hparams", {})
+    limit = int(hparams.get("max_val_instances", 0) or 0)
     return CocoPoseDataset(
         spec.val_ann, spec.val_images, crop_size=tuple(record["input_size"]), unbiased=unbiased, train=False,
         lowres_protocol=str(record.get("lowres_protocol") or "direct"), max_instances=limit or None,
+        jpeg_reduced_decode=bool(hparams.get("jpeg_reduced_decode", False)),
     )  # fmt: skip
 
 
