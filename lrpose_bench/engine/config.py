@@ -85,7 +85,7 @@ class TrainConfig:
     eval_engine: str = "pycocotools"  # COCO AP engine: pycocotools | faster-coco-eval | hotcoco (evaluation.engines)
     # ---- speed
     amp: str = "off"  # off | bf16 | fp16 (CUDA)
-    channels_last: bool = False  # NHWC memory format on CUDA
+    channels_last: bool = False  # NHWC memory format (CUDA and CPU)
     compile: bool = False  # torch.compile the model
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (fixed input sizes; HRNet's default)
     cpu_threads: int = 0  # torch threads on a CPU device (--threads); 0 = $OMP_NUM_THREADS if set, else the automatic rule (engine.env.auto_threads)

@@ -209,7 +209,7 @@ class Trainer:
         self.seed, self.run_dir, self.run_meta = seed, run_dir, dict(run_meta or {})
         self.dist = dist_info or D.DistInfo()
         self.console, self.on_step = console, on_step
-        self.channels_last = config.channels_last and device.type == "cuda"
+        self.channels_last = config.channels_last  # NHWC: on CUDA (tensor cores) and on the CPU (oneDNN)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
         model = model.to(device)
