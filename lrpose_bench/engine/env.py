@@ -44,7 +44,8 @@ def device_description(device: torch.device) -> str:
     """``"NVIDIA H100 80GB HBM3"`` for a CUDA device, ``"cpu: <model> (<n> threads)"`` otherwise."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu: {cpu_name()} ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu: {cpu_name()} ({n} thread{'' if n == 1 else 's'})"
 
 
 def versions(device: torch.device, world_size: int = 1) -> dict[str, Any]:
