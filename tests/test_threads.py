@@ -106,7 +106,9 @@ def test_configure_sets_torch_and_the_record_facts(monkeypatch: pytest.MonkeyPat
 
 # ---------------------------------------------------------------------------------------------- lrpose run
 @pytest.mark.slow
-def test_run_threads_option_lands_in_the_record(tiny_embedded: Path, tmp_path: Path, restore_threads: None) -> None:
+def test_run_threads_option_lands_in_the_record(tiny_embedded: Path, tmp_path: Path, restore_threads: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(E, "_ANNOUNCED", set())  # announced once per process: forget earlier tests' runs
     result = runner.invoke(app, ["run", "--method", "heatmap", "--res", "64x48", "--data", str(tiny_embedded),
                                  "--backbone", "tiny", "--profile", "quick", "--epochs", "1", "--batch-size", "8",
                                  "--workers", "0", "--hp", "eval_batch_size=16", "--hp", "max_val_instances=8",
