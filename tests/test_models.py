@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from lrpose_bench.models import BACKBONES, PoseModel, build_backbone, hrnet_branches, load_pretrained, model_cost
@@ -113,6 +112,8 @@ def test_unknown_backbone_lists_valid_names() -> None:
 
 
 def test_torchvision_resnet_state_dict_loads(tmp_path: Path) -> None:
+    import torchvision.models
+
     reference = torchvision.models.resnet50(weights=None)
     with torch.no_grad():
         reference.layer3[2].conv2.weight.fill_(0.125)

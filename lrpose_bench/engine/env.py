@@ -50,8 +50,9 @@ def device_description(device: torch.device) -> str:
 
 def versions(device: torch.device, world_size: int = 1) -> dict[str, Any]:
     """Library versions and the hardware of a run, as stored in a record's ``versions`` field."""
+    from importlib.metadata import version as package_version
+
     import numpy
-    import torchvision
 
     from lrpose_bench import __version__
 
@@ -59,7 +60,7 @@ def versions(device: torch.device, world_size: int = 1) -> dict[str, Any]:
         "lrpose_bench": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": package_version("torchvision"),  # not imported: it costs ~3 s
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,

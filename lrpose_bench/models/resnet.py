@@ -14,7 +14,6 @@ double exactly three times, so any other side would come back at the wrong size.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from lrpose_bench.models.hrnet import hrnet_init
@@ -66,6 +65,8 @@ class SimpleBaseline(nn.Module):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"SimpleBaseline depth must be one of {sorted(DEPTHS)}, got {depth}")
+        import torchvision.models  # here, not at the top: it costs every process ~3 s (torch._dynamo)
+
         trunk = getattr(torchvision.models, DEPTHS[depth])(weights=None)
         self.depth = depth
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
