@@ -85,4 +85,4 @@ def test_sweep_prints_the_variant_runs(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("lrpose run")]
-    assert len(lines) == 6 and all("--data embedded:unmarked" in ln for ln in lines)
+    assert len(lines) == 8 and all("--data embedded:unmarked" in ln for ln in lines)  # 4 runs x 2 sizes
