@@ -115,16 +115,17 @@ def test_engine_names_and_missing_engines(monkeypatch: pytest.MonkeyPatch) -> No
         coco_keypoint_stats({"images": [], "annotations": [], "categories": []}, [], engine="hotcoco")
 
 
-def test_use_engine_sets_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The run's evaluation selects its engine for a block; scoring without an explicit engine uses it."""
+def test_engine_is_passed_down_and_defaults_to_pycocotools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No engine given -> pycocotools; an engine given -> that engine (no hidden state between calls)."""
     used: list[str] = []
-    monkeypatch.setitem(engines._RUNNERS, "hotcoco", lambda gt, results: used.append("hotcoco") or [0.5] * 10)
+    for name in ("pycocotools", "hotcoco"):
+        monkeypatch.setitem(engines._RUNNERS, name, lambda gt, results, name=name: used.append(name) or [0.5] * 10)
     gt = synthetic_ground_truth(3, seed=1)
     results = perturbed_results(gt, seed=1)
-    assert engines.current_engine() == "pycocotools"
-    with engines.use_engine("hotcoco"):
-        assert coco_keypoint_stats(gt, results)["AP"] == 0.5
-    assert used == ["hotcoco"] and engines.current_engine() == "pycocotools"
+    assert coco_keypoint_stats(gt, results)["AP"] == 0.5
+    assert coco_keypoint_stats(gt, results, engine="hotcoco")["AP"] == 0.5
+    assert coco_keypoint_stats(gt, results)["AP"] == 0.5
+    assert used == ["pycocotools", "hotcoco", "pycocotools"]
 
 
 def test_eval_engine_hyper_parameter() -> None:

@@ -177,8 +177,10 @@ def score_predictions(
     *,
     gt_boxes: bool,
     oks_nms_threshold: float = 0.9,
+    engine: str | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]], np.ndarray | None, float | None, dict[str, Any] | None]:
-    """COCO stats, result list and (GT boxes only) per-joint / mean errors and error types of ``pred``."""
+    """COCO stats (scored by evaluation ``engine``, default pycocotools), result list and (GT boxes only)
+    per-joint / mean errors and error types of ``pred``."""
     from lrpose_bench.evaluation import (
         coco_keypoint_stats,
         error_type_summary,
@@ -197,7 +199,7 @@ def score_predictions(
         keypoint_score_threshold=method.keypoint_score_threshold,
         oks_nms_threshold=oks_nms_threshold,
     )
-    stats = coco_keypoint_stats(coco_gt, results)
+    stats = coco_keypoint_stats(coco_gt, results, engine=engine)
     per_joint, mean, types = (None, None, None)
     if gt_boxes:
         per_joint, mean = per_joint_errors(pred.coords[ok], pred.gt[ok])
@@ -220,6 +222,7 @@ def evaluate(
     channels_last: bool = False,
     oks_nms_threshold: float = 0.9,
     progress: bool = False,
+    engine: str | None = None,
 ) -> EvalResult | None:
     """Predict and score ``dataset`` (a ``CocoPoseDataset``; its ``.coco`` is the ground truth).
 
@@ -234,7 +237,7 @@ def evaluate(
         return None
     gt_boxes = str(getattr(dataset, "boxes", "gt")) == "gt"
     stats, results, per_joint, mean, types = score_predictions(
-        pred, dataset.coco, method, gt_boxes=gt_boxes, oks_nms_threshold=oks_nms_threshold
+        pred, dataset.coco, method, gt_boxes=gt_boxes, oks_nms_threshold=oks_nms_threshold, engine=engine
     )
     return EvalResult(
         stats=stats,

@@ -25,7 +25,7 @@ from lrpose_bench.engine.inference import EvalResult, evaluate
 from lrpose_bench.engine.runlock import RunLock, check_run_id, claim_run_dir
 from lrpose_bench.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 from lrpose_bench.evaluation.coco_eval import record_stats, stats_table  # torch-free; stats_table re-exported
-from lrpose_bench.evaluation.engines import require_engine, use_engine
+from lrpose_bench.evaluation.engines import require_engine
 from lrpose_bench.geometry import format_resolution, parse_resolution
 from lrpose_bench.io import read_json, write_json
 from lrpose_bench.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
@@ -337,12 +337,12 @@ def _train_and_evaluate(
         raise TrainingInterrupted(f"{exc}. {resume_hint}", exc.path, exc.epoch, exc.step) from None
 
     try:
-        with use_engine(config.eval_engine):
-            result = evaluate(
-                trainer.model, method, geometry, val_set, device,
-                batch_size=config.eval_batch_size, workers=config.workers, flip=config.flip_test, amp=config.amp,
-                channels_last=trainer.channels_last, oks_nms_threshold=config.oks_nms_threshold, progress=True,
-            )  # fmt: skip
+        result = evaluate(
+            trainer.model, method, geometry, val_set, device,
+            batch_size=config.eval_batch_size, workers=config.workers, flip=config.flip_test, amp=config.amp,
+            channels_last=trainer.channels_last, oks_nms_threshold=config.oks_nms_threshold, progress=True,
+            engine=require_engine(config.eval_engine, "eval_engine"),
+        )  # fmt: skip
     except KeyboardInterrupt:
         path = checkpoint_path(run_dir)
         raise TrainingInterrupted(
@@ -517,11 +517,11 @@ def evaluate_checkpoint(
     check_same_dataset(ckpt, data, "lrpose eval")
     val_set = make_dataset(data.val_ann, data.val_images, method, geometry, train=False, config=config, seed=spec.seed,
                            lowres_protocol=spec.lowres_protocol, det_file=det_boxes)  # fmt: skip
-    with use_engine(config.eval_engine):
-        result = evaluate(
-            model, method, geometry, val_set, dev, batch_size=config.eval_batch_size, workers=config.workers,
-            flip=config.flip_test, amp=config.amp, oks_nms_threshold=config.oks_nms_threshold, progress=True,
-        )  # fmt: skip
+    result = evaluate(
+        model, method, geometry, val_set, dev, batch_size=config.eval_batch_size, workers=config.workers,
+        flip=config.flip_test, amp=config.amp, oks_nms_threshold=config.oks_nms_threshold, progress=True,
+        engine=require_engine(config.eval_engine, "eval_engine"),
+    )  # fmt: skip
     assert result is not None  # single process
     meta["eval_engine"] = config.eval_engine
     meta["boxes"] = str(val_set.boxes)

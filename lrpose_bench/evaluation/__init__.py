@@ -23,7 +23,6 @@ _EXPORTS: dict[str, str] = {
     "ENGINES": "engines",
     "EngineUnavailable": "engines",
     "installed_engines": "engines",
-    "use_engine": "engines",
     "ERROR_TYPES": "error_types",
     "error_type_summary": "error_types",
     "format_error_types": "error_types",

@@ -176,13 +176,13 @@ def coco_keypoint_stats(gt: Any, results: list[dict], quiet: bool = True, engine
     results (image px). No result -> zeros. ``quiet`` silences the engine's prints. Results for images
     absent from ``gt`` are an error naming the first such image id. ``engine``: ``pycocotools`` (the
     reference), ``faster-coco-eval`` or ``hotcoco`` (:mod:`lrpose_bench.evaluation.engines`, equal to
-    pycocotools bit for bit); ``None`` takes :func:`~lrpose_bench.evaluation.engines.current_engine`.
+    pycocotools bit for bit); ``None`` is pycocotools.
     ``results`` are never modified; pycocotools and faster-coco-eval add ``ignore`` fields to the
     annotation dicts of a ``gt`` given as a dict or ``COCO`` (hotcoco copies them).
     """
-    from lrpose_bench.evaluation.engines import current_engine, engine_keypoint_stats, require_engine
+    from lrpose_bench.evaluation.engines import DEFAULT_ENGINE, engine_keypoint_stats, require_engine
 
-    name = require_engine(engine if engine is not None else current_engine())
+    name = require_engine(engine or DEFAULT_ENGINE)
     if name == "pycocotools":
         coco: Any = load_coco(gt, quiet)
         known = set(coco.getImgIds())
@@ -208,9 +208,9 @@ def evaluate_results_file(
 
     Returns the 10 stats (:data:`COCO_STAT_NAMES` -> float). Errors name the file and the bad entry.
     """
-    from lrpose_bench.evaluation.engines import current_engine, require_engine
+    from lrpose_bench.evaluation.engines import DEFAULT_ENGINE, require_engine
 
-    require_engine(engine if engine is not None else current_engine())  # before reading large files
+    require_engine(engine or DEFAULT_ENGINE)  # before reading large files
     predictions = Path(predictions)
     results = read_json(predictions, "predictions file")
     if not isinstance(results, list):

@@ -7,17 +7,16 @@ equal to pycocotools, all 10 stats bit for bit, by ``tests/test_eval_engines.py`
 and a generated set with crowd regions, duplicates, misses and left/right swaps) and by
 ``lrpose bench eval``. No engine imports torch.
 
-Which engine scores is a parameter of :func:`lrpose_bench.evaluation.coco_eval.coco_keypoint_stats`; code
-that cannot pass it down (the training run's evaluation) sets it for a block with :func:`use_engine`.
+Which engine scores is a parameter of :func:`lrpose_bench.evaluation.coco_eval.coco_keypoint_stats`,
+passed down from the run's ``eval_engine`` or ``lrpose eval --engine``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib.util
 import io
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +32,6 @@ ENGINE_PACKAGES: dict[str, tuple[str, str]] = {
 ENGINES: tuple[str, ...] = tuple(ENGINE_PACKAGES)
 #: The reference engine, and the default everywhere.
 DEFAULT_ENGINE = "pycocotools"
-
-_CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("lrpose_eval_engine", default=DEFAULT_ENGINE)
 
 
 class EngineUnavailable(UserInputError):
@@ -69,21 +66,6 @@ def require_engine(name: str, source: str = "--engine") -> str:
 def installed_engines() -> list[str]:
     """The engines whose packages are installed, in :data:`ENGINES` order."""
     return [name for name in ENGINES if engine_available(name)]
-
-
-def current_engine() -> str:
-    """The engine :func:`coco_keypoint_stats` uses when given none (:data:`DEFAULT_ENGINE` unless set by :func:`use_engine`)."""
-    return _CURRENT.get()
-
-
-@contextlib.contextmanager
-def use_engine(name: str, source: str = "eval_engine") -> Iterator[str]:
-    """Within the block, scoring without an explicit engine uses ``name`` (checked and required first)."""
-    token = _CURRENT.set(require_engine(name, source))
-    try:
-        yield name
-    finally:
-        _CURRENT.reset(token)
 
 
 def engine_keypoint_stats(name: str, gt: Any, results: list[dict], quiet: bool = True) -> np.ndarray:
@@ -148,10 +130,8 @@ __all__ = [
     "ENGINE_PACKAGES",
     "EngineUnavailable",
     "check_engine_name",
-    "current_engine",
     "engine_available",
     "engine_keypoint_stats",
     "installed_engines",
     "require_engine",
-    "use_engine",
 ]
