@@ -723,34 +723,18 @@ def _check_sr(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: list[s
         raise ck.error(_src(raw, where, "sr", "scale"), f"SR model {arch.name!r} supports scales {arch.scales}, got {scale}", spec.name)
 
 
-_BACKBONE_FIT: dict[tuple[str, tuple[int, int]], str | None] = {}
-
-
 def _backbone_rejects(name: str, size: tuple[int, int]) -> str | None:
     """Why backbone ``name`` cannot take ``size = (w, h)`` px (its own ``ValueError``), or ``None``.
 
-    The backbone is built on the ``meta`` device: no memory, no weights, a few milliseconds.
+    Checked by the registry's size rules, without building the network.
     """
-    key = (name, size)
-    if key not in _BACKBONE_FIT:
-        import logging
+    from lrpose_bench.models.registry import check_input_size
 
-        import torch
-
-        from lrpose_bench.models import build_backbone
-
-        log = logging.getLogger("lrpose_bench.models")
-        level = log.level
-        log.setLevel(logging.ERROR)  # HRNet warns about 3 branches at some sizes: not a problem here
-        try:
-            with torch.device("meta"):
-                build_backbone(name, size)
-            _BACKBONE_FIT[key] = None
-        except ValueError as exc:
-            _BACKBONE_FIT[key] = str(exc)
-        finally:
-            log.setLevel(level)
-    return _BACKBONE_FIT[key]
+    try:
+        check_input_size(name, size)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _hparam_rejects(key: str, value: Any) -> str | None:

@@ -132,7 +132,8 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_embedded: Path, tmp_path: Path) -> N
     # the AMP code path without a GPU: bf16 autocast in training and evaluation, float32 decoding
     result = _run(["--method", "cal", "--set", "network=shared", "--res", "64x48", "--data", str(tiny_embedded),
                    "--backbone", "tiny", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--amp", "bf16",
-                   "--hp", "max_val_instances=8", "--out", str(tmp_path), "--run-id", "bf16"])  # fmt: skip
+                   "--hp", "max_train_instances=8", "--hp", "max_val_instances=8", "--out", str(tmp_path),
+                   "--run-id", "bf16"])  # fmt: skip
     assert result.exit_code == 0, result.output
     record = read_record(tmp_path / "bf16" / "record.json")
     assert record["hparams"]["amp"] == "bf16" and np.isfinite(record["mean_error_px"])

@@ -193,30 +193,30 @@ def test_print_commands_skip_done_and_resume_from_checkpoints(tmp_path: Path) ->
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_tiny_sweep_end_to_end(tmp_path: Path, tiny_embedded: Path) -> None:
+    # One real run (a subprocess of the real CLI), chosen with --only; the other run of the file stays pending.
     path = tmp_path / "tiny_sweep.toml"
     path.write_text(TINY)
     out, tables = tmp_path / "runs", tmp_path / "tables"
-    args = [str(path), "--data", str(tiny_embedded), "--out", str(out), "--report-dir", str(tables), "--report-format", "markdown"]
+    args = [str(path), "--only", "udp", "--data", str(tiny_embedded), "--out", str(out), "--report-dir", str(tables),
+            "--report-format", "markdown"]  # fmt: skip
     result = sweep(*args)
     assert result.exit_code == 0, result.output
-    records = {}
-    for run_id in ("heatmap-tiny-64x48-s0", "udp-tiny-64x48-s0"):
-        record_path = out / "tiny_sweep" / run_id / "record.json"
-        assert record_path.is_file(), result.output
-        records[run_id] = (record_path.stat().st_mtime_ns, json.loads(record_path.read_text()))
-        record = records[run_id][1]
-        assert record["experiment"] == "tiny_sweep"
-        assert record["run_id"] == run_id
-        assert record["hparams"]["epochs"] == 1
-        assert f"done {run_id}: AP" in result.output
-    assert "2/2" in result.output
+    run_id = "udp-tiny-64x48-s0"
+    record_path = out / "tiny_sweep" / run_id / "record.json"
+    assert record_path.is_file(), result.output
+    mtime, record = record_path.stat().st_mtime_ns, json.loads(record_path.read_text())
+    assert record["experiment"] == "tiny_sweep" and record["run_id"] == run_id and record["method"]["name"] == "udp"
+    assert record["hparams"]["epochs"] == 1
+    assert f"done {run_id}: AP" in result.output and "1/1" in result.output
+    assert not (out / "tiny_sweep" / "heatmap-tiny-64x48-s0").exists()
     report = tables / "tiny_sweep.md"
     assert report.is_file() and "report for tiny_sweep written" in result.output
     assert "udp" in report.read_text()
 
     again = sweep(*args)
     assert again.exit_code == 0, again.output
-    assert "Nothing to run: all 2 runs of tiny_sweep have records." in again.output
-    assert "2 runs: 2 done, 0 to run" in again.output
-    for run_id, (mtime, _) in records.items():
-        assert (out / "tiny_sweep" / run_id / "record.json").stat().st_mtime_ns == mtime
+    assert "Nothing to run: the run of tiny_sweep has a record." in again.output
+    assert "1 run: 1 done, 0 to run" in again.output
+    assert record_path.stat().st_mtime_ns == mtime
+    everything = sweep(*args[:1], *args[3:], "--dry-run")
+    assert "2 runs: 1 done, 1 to run" in everything.output, everything.output

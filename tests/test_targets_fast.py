@@ -214,7 +214,8 @@ def _keypoints(geometry: Any, dtype: torch.dtype, seed: int) -> tuple[torch.Tens
     w, h = geometry.crop_size
     hw, hh = geometry.heatmap_size
     span = torch.tensor([w, h], dtype=torch.float64)
-    rand = (torch.rand(48, 17, 2, generator=gen, dtype=torch.float64) * 1.6 - 0.3) * span  # 30 % beyond each side
+    n_random = 48 if w * h <= 128 * 96 else 16  # the paper's sizes get more random joints than 256x192
+    rand = (torch.rand(n_random, 17, 2, generator=gen, dtype=torch.float64) * 1.6 - 0.3) * span  # 30 % beyond each side
     # heatmap-px points on the grid, half pixels, the border and just beyond it, mapped back to crop px
     xs = torch.tensor([-4.0, -1.5, -0.5, 0.0, 0.5, 1.0, 2.5, hw / 2, hw - 1.5, hw - 1, hw - 0.5, hw, hw + 3.0])
     ys = torch.tensor([-4.0, -0.5, 0.0, 1.0, 3.5, hh / 2, hh - 1, hh - 0.5, hh + 0.5, hh + 4.0])

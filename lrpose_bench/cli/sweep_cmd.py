@@ -158,6 +158,11 @@ def _statuses(runs: list[Any], exp_dir: Path, dataset_folder: str | None) -> lis
     return out
 
 
+def _runs(n: int) -> str:
+    """``"1 run"`` / ``"n runs"``."""
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def _print_plan(exp: Any, runs: list[Any], statuses: list[str], exp_dir: Path, data: str | None) -> None:
     """The plan: the runs as the file declares them (method + options), then one row per concrete run
     (id = name-backbone-HxW-seed) with the published AP for that setting and its status."""
@@ -196,7 +201,7 @@ def _print_plan(exp: Any, runs: list[Any], statuses: list[str], exp_dir: Path, d
     done = statuses.count("done")
     profile = runs[0].profile if runs else exp.profile
     console.print(
-        f"{len(runs)} runs: {done} done, {len(runs) - done} to run ({statuses.count('resume')} resume from a checkpoint, "
+        f"{_runs(len(runs))}: {done} done, {len(runs) - done} to run ({statuses.count('resume')} resume from a checkpoint, "
         f"{statuses.count('retry')} retry a failed start); "
         f"profile {profile or '(run default)'}; data {data or exp.dataset}; boxes {exp.boxes}; records in {exp_dir}",
         highlight=False,
@@ -276,7 +281,8 @@ def _execute(
     pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
     failures: list[tuple[str, Path]] = []
     if not pending:
-        console.print(f"Nothing to run: all {len(runs)} runs of {exp.name} have records.", highlight=False)
+        which = "the run of {} has a record" if len(runs) == 1 else f"all {len(runs)} runs of {{}} have records"
+        console.print(f"Nothing to run: {which.format(exp.name)}.", highlight=False)
         return failures
     log_dir = exp_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone; ``build`` receives the checked ``(width, height)`` input size."""
+    """One backbone: ``check`` raises ``ValueError`` when it cannot take an input ``(width, height)``
+    (without building anything); ``build`` makes the module for a checked size."""
 
     description: str
+    check: Callable[[str, tuple[int, int]], None]
     build: Callable[[str, tuple[int, int]], nn.Module]
 
 
@@ -43,18 +45,17 @@ def _require(name: str, size: tuple[int, int], multiple: int, why: str) -> None:
         raise ValueError(f"--res {_res(size)}: backbone {name} needs both sides to be multiples of {multiple} ({why})")
 
 
-def _tiny(name: str, size: tuple[int, int]) -> nn.Module:
+def _tiny_check(name: str, size: tuple[int, int]) -> None:
     _require(name, size, TinyPoseNet.stride_multiple, "output stride 4")
-    return TinyPoseNet()
+
+
+def _resnet_check(name: str, size: tuple[int, int]) -> None:
+    why = "the ResNet trunk reaches stride 32 and three deconvolutions return to stride 4"
+    _require(name, size, SimpleBaseline.stride_multiple, why)
 
 
 def _resnet(depth: int) -> Callable[[str, tuple[int, int]], nn.Module]:
-    def build(name: str, size: tuple[int, int]) -> nn.Module:
-        why = "the ResNet trunk reaches stride 32 and three deconvolutions return to stride 4"
-        _require(name, size, SimpleBaseline.stride_multiple, why)
-        return SimpleBaseline(depth)
-
-    return build
+    return lambda name, size: SimpleBaseline(depth)
 
 
 def hrnet_branches(size: tuple[int, int]) -> int:
@@ -62,12 +63,14 @@ def hrnet_branches(size: tuple[int, int]) -> int:
     return 4 if _divides(size, 32) else 3 if _divides(size, 16) else 0
 
 
+def _hrnet_check(name: str, size: tuple[int, int]) -> None:
+    if hrnet_branches(size) == 0:
+        _require(name, size, 16, "16 with 3 branches, 32 for the standard 4; the stride-2 branches must tile the input")
+
+
 def _hrnet(width: int) -> Callable[[str, tuple[int, int]], nn.Module]:
     def build(name: str, size: tuple[int, int]) -> nn.Module:
         branches = hrnet_branches(size)
-        if branches == 0:
-            why = "16 with 3 branches, 32 for the standard 4; the stride-2 branches must tile the input"
-            _require(name, size, 16, why)
         if branches == 3:
             logger.warning(
                 "%s at --res %s: the sides are not multiples of 32, so stage 4 uses 3 branches instead of 4 "
@@ -78,17 +81,34 @@ def _hrnet(width: int) -> Callable[[str, tuple[int, int]], nn.Module]:
     return build
 
 
+_SIDES_32 = "sides multiple of 32"
 _SPECS: dict[str, BackboneSpec] = {
-    "tiny": BackboneSpec("small U-shaped CPU net (0.98 M params, 32 ch; sides multiple of 16)", _tiny),
-    "resnet50": BackboneSpec("SimpleBaseline: ResNet-50 + 3 deconvs (256 ch; sides multiple of 32)", _resnet(50)),
-    "resnet101": BackboneSpec("SimpleBaseline: ResNet-101 + 3 deconvs (256 ch; sides multiple of 32)", _resnet(101)),
-    "resnet152": BackboneSpec("SimpleBaseline: ResNet-152 + 3 deconvs (256 ch; sides multiple of 32)", _resnet(152)),
-    "hrnet_w32": BackboneSpec("HRNet-W32 (32 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet(32)),
-    "hrnet_w48": BackboneSpec("HRNet-W48 (48 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet(48)),
+    "tiny": BackboneSpec("small U-shaped CPU net (0.98 M params, 32 ch; sides multiple of 16)", _tiny_check,
+                         lambda name, size: TinyPoseNet()),
+    "resnet50": BackboneSpec(f"SimpleBaseline: ResNet-50 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(50)),
+    "resnet101": BackboneSpec(f"SimpleBaseline: ResNet-101 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(101)),
+    "resnet152": BackboneSpec(f"SimpleBaseline: ResNet-152 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(152)),
+    "hrnet_w32": BackboneSpec("HRNet-W32 (32 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet_check, _hrnet(32)),
+    "hrnet_w48": BackboneSpec("HRNet-W48 (48 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet_check, _hrnet(48)),
 }
 
 #: Backbone name -> one-line description.
 BACKBONES: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
+
+
+def check_input_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
+    """``(width, height)`` as ints if backbone ``name`` can take crops of that size; builds nothing.
+
+    Raises ``KeyError`` for an unknown name (listing the valid ones) and ``ValueError`` naming ``--res``
+    and the required multiple when the sides do not suit the network (the errors of :func:`build_backbone`).
+    """
+    if name not in _SPECS:
+        raise KeyError(f"unknown backbone {name!r}; valid backbones: {', '.join(_SPECS)}")
+    w, h = (int(v) for v in input_size)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--res {h}x{w}: both sides must be positive")
+    _SPECS[name].check(name, (w, h))
+    return w, h
 
 
 def build_backbone(name: str, input_size: tuple[int, int], pretrained: Path | str | None = None) -> nn.Module:
@@ -99,11 +119,7 @@ def build_backbone(name: str, input_size: tuple[int, int], pretrained: Path | st
     and the required multiple when the sides do not suit the network. The returned module has
     ``out_channels``, ``name``, ``input_size`` and, if weights were loaded, ``pretrained_report``.
     """
-    if name not in _SPECS:
-        raise KeyError(f"unknown backbone {name!r}; valid backbones: {', '.join(_SPECS)}")
-    w, h = (int(v) for v in input_size)
-    if w <= 0 or h <= 0:
-        raise ValueError(f"--res {h}x{w}: both sides must be positive")
+    w, h = check_input_size(name, input_size)
     model = _SPECS[name].build(name, (w, h))
     model.name = name
     model.input_size = (w, h)
