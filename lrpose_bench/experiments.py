@@ -681,6 +681,14 @@ def _check_method(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: li
         method = cls(**typed)
     except (TypeError, ValueError) as exc:
         raise ck.error(where + ["options"], f"method {spec.method!r} rejects these options: {exc}", rn) from None
+    if check_backbone:
+        from lrpose_bench.models.assemble import check_backbone_for
+
+        for bb in spec.backbones:
+            try:
+                check_backbone_for(method, bb) if bb else None
+            except (KeyError, ValueError) as exc:
+                raise ck.error(_src(raw, where, "backbone"), str(exc).strip('"'), rn) from None
     res_path = _src(raw, where, "resolutions")
     for res in spec.resolutions:
         try:
@@ -688,7 +696,8 @@ def _check_method(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: li
         except ValueError as exc:
             raise ck.error(res_path, str(exc), rn) from None
         for bb in spec.backbones:
-            why = _backbone_rejects(bb, _weights_input_size(spec, geometry)) if bb and check_backbone else None
+            size, trunk_only = _weights_input_size(spec, geometry), method.head_input == "trunk"
+            why = _backbone_rejects(bb, size, trunk_only) if bb and check_backbone else None
             if why:
                 raise ck.error(res_path, f"run {rn!r} at {res} on {bb}: {why}", rn)
 
@@ -723,7 +732,7 @@ def _check_sr(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: list[s
         raise ck.error(_src(raw, where, "sr", "scale"), f"SR model {arch.name!r} supports scales {arch.scales}, got {scale}", spec.name)
 
 
-def _backbone_rejects(name: str, size: tuple[int, int]) -> str | None:
+def _backbone_rejects(name: str, size: tuple[int, int], trunk_only: bool = False) -> str | None:
     """Why backbone ``name`` cannot take ``size = (w, h)`` px (its own ``ValueError``), or ``None``.
 
     Checked by the registry's size rules, without building the network.
@@ -731,7 +740,7 @@ def _backbone_rejects(name: str, size: tuple[int, int]) -> str | None:
     from lrpose_bench.models.registry import check_input_size
 
     try:
-        check_input_size(name, size)
+        check_input_size(name, size, trunk_only)
     except ValueError as exc:
         return str(exc)
     return None

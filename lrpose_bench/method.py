@@ -74,6 +74,10 @@ class PoseMethod:
     keypoint_score_threshold: ClassVar[float] = 0.2
     #: Output stride of the backbone this method expects (heatmap = input / stride).
     stride: ClassVar[int] = 4
+    #: What :meth:`build_head`'s module reads: ``"features"``, the backbone's stride-4 map, or ``"trunk"``,
+    #: the deepest map of the backbone's trunk with its upsampling stage removed (ResNet's C5, as
+    #: MMPose's regression heads read it through a global-pooling neck; tiny's stride-16 encoder output).
+    head_input: ClassVar[str] = "features"
 
     def __init__(self, options: "PoseMethod.Options | None" = None, **overrides: Any) -> None:
         base = options if options is not None else self.Options()
@@ -130,7 +134,8 @@ class PoseMethod:
         return None
 
     def build_head(self, in_channels: int, num_keypoints: int, geometry: Geometry) -> nn.Module:
-        """The output layer on the stride-``stride`` feature map; returns a module producing ``outputs``.
+        """The output layer on the stride-``stride`` feature map (on the trunk's deepest map with
+        ``head_input = "trunk"``; ``in_channels`` is that map's width); returns a module producing ``outputs``.
 
         Default: the :class:`MapHead` of :meth:`head_spec` on one shared feature map (a spec with decoupled
         outputs needs the backbone too: the core's ``assemble_model`` builds it).

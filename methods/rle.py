@@ -1,9 +1,14 @@
 """RLE (Li et al., ICCV 2021, "Human Pose Regression with Residual Log-likelihood Estimation"): direct
 coordinate regression with a learned error density. No grid anywhere, so nothing to quantise.
 
-Head (MMPose's ``RLEHead`` on a global-average-pooling neck): the stride-4 features are averaged over
-space, one linear layer gives per joint ``(x, y, sigma_x, sigma_y)``; ``sigma = sigmoid(.)`` in
-``(0, 1)``. Coordinates are *normalised to the crop*: ``u = (x + 0.5) / w_crop``, ``v = (y + 0.5) /
+Head (MMPose's ``RLEHead`` on a global-average-pooling neck): the deepest map of the backbone's trunk
+is averaged over space (ResNet: C5, 2048 channels, as MMPose's ResNet-50 RLE; tiny: its stride-16
+encoder output, 128 channels; the backbone's upsampling stage is removed), one linear layer gives per
+joint ``(x, y, sigma_x, sigma_y)``; ``sigma = sigmoid(.)`` in ``(0, 1)``. Option ``pool="features"``
+pools the backbone's stride-4 output instead (the upsampling stage kept): on tiny that is 32 numbers
+for 17 joints, and it underfits (embedded 64x48: 10.5 AP, the same on the training split; see
+results/embedded_regression/README.md). HRNet has no single deepest trunk map: ``pool="trunk"`` refuses
+it with a clear error. Coordinates are *normalised to the crop*: ``u = (x + 0.5) / w_crop``, ``v = (y + 0.5) /
 h_crop`` (:func:`lrpose_bench.codecs.to_unit`; the crop spans ``[0, 1]`` and a mirror is ``u -> 1 - u``),
 and sigma is in the same units (a fraction of the crop's width / height).
 
@@ -43,10 +48,13 @@ from lrpose_bench.method import Geometry, PoseMethod
 
 #: Choices of the fixed base density ``Q`` of the residual formulation.
 Q_DISTRIBUTIONS: tuple[str, ...] = ("laplace", "gaussian")
+#: Choices of the map the pooling neck reads (option ``pool``; see :attr:`PoseMethod.head_input`).
+POOL_INPUTS: tuple[str, ...] = ("trunk", "features")
 
 
 class RLEHead(nn.Module):
-    """Global average pooling -> one linear layer -> per joint ``coords (B,K,2)`` and ``sigma (B,K,2)``.
+    """Global average pooling (of the map the method's ``pool`` option names) -> one linear layer -> per
+    joint ``coords (B,K,2)`` and ``sigma (B,K,2)``.
 
     ``coords`` are normalised crop coordinates, ``sigma = sigmoid(.)`` in the same units. The linear
     layer is initialised as MMPose's ``RLEHead`` (weights ~ N(0, 0.01)) with the coordinate biases at
@@ -88,12 +96,16 @@ class RLEMethod(PoseMethod):
             prefers to a Gaussian; the release's default) or ``"gaussian"``.
         flow_layers: RealNVP affine coupling layers (release: 6, three alternating mask pairs).
         flow_hidden: width of the two hidden layers of each coupling's s and t nets (release: 64).
+        pool: which map the global-average-pooling neck reads: ``"trunk"`` (the backbone's deepest
+            trunk map, its upsampling stage removed: MMPose's RLE on ResNet pools C5) or ``"features"``
+            (the backbone's stride-4 output).
         """
 
         residual: bool = True
         q_distribution: str = "laplace"
         flow_layers: int = 6
         flow_hidden: int = 64
+        pool: str = "trunk"
 
     def __init__(self, options: "RLEMethod.Options | None" = None, **overrides: Any) -> None:
         super().__init__(options, **overrides)
@@ -101,10 +113,17 @@ class RLEMethod(PoseMethod):
         if o.q_distribution not in Q_DISTRIBUTIONS:
             raise ValueError(f"method {self.name!r}: option q_distribution={o.q_distribution!r} is not one of "
                              f"{', '.join(Q_DISTRIBUTIONS)}")
+        if o.pool not in POOL_INPUTS:
+            raise ValueError(f"method {self.name!r}: option pool={o.pool!r} is not one of {', '.join(POOL_INPUTS)}")
         for key in ("flow_layers", "flow_hidden"):
             if getattr(o, key) < 1:
                 raise ValueError(f"method {self.name!r}: option {key}={getattr(o, key)!r} must be >= 1")
         self.flow: RealNVP | None = None
+
+    @property
+    def head_input(self) -> str:  # type: ignore[override]
+        """``"trunk"`` or ``"features"``: option ``pool``."""
+        return self.options.pool
 
     # ------------------------------------------------------------------ model
     def build_head(self, in_channels: int, num_keypoints: int, geometry: Geometry) -> nn.Module:
@@ -161,4 +180,4 @@ class RLEMethod(PoseMethod):
         return {"coords": coords, "sigma": outputs["sigma"].index_select(1, idx)}
 
 
-__all__ = ["RLEMethod", "RLEHead", "Q_DISTRIBUTIONS"]
+__all__ = ["RLEMethod", "RLEHead", "Q_DISTRIBUTIONS", "POOL_INPUTS"]

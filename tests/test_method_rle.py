@@ -27,7 +27,10 @@ def _identity_flow(method: RLEMethod) -> None:
 
 def test_options_and_errors() -> None:
     m = build_method("rle")
-    assert m.describe()["options"] == {"residual": True, "q_distribution": "laplace", "flow_layers": 6, "flow_hidden": 64}
+    assert m.describe()["options"] == {"residual": True, "q_distribution": "laplace", "flow_layers": 6, "flow_hidden": 64,
+                                       "pool": "trunk"}  # fmt: skip
+    with pytest.raises(ValueError, match="pool='c4' is not one of trunk, features"):
+        build_method("rle", {"pool": "c4"})
     with pytest.raises(ValueError, match="q_distribution='cauchy' is not one of laplace, gaussian"):
         build_method("rle", {"q_distribution": "cauchy"})
     with pytest.raises(ValueError, match="flow_layers=0 must be >= 1"):
@@ -100,6 +103,49 @@ def test_head_shapes_and_pooling() -> None:
     # the flow's parameters belong to the head (optimiser, checkpoints), and global pooling ignores the size
     assert {n.split(".")[0] for n, _ in head.named_parameters()} == {"fc", "flow"}
     assert head(torch.randn(1, 8, 32, 24))["coords"].shape == (1, 17, 2)
+
+
+@pytest.mark.parametrize(("backbone", "size", "channels", "stride"), [("tiny", (48, 64), 128, 16), ("resnet50", (96, 128), 2048, 32)])
+def test_pooling_reads_the_deepest_trunk_map(backbone: str, size: tuple[int, int], channels: int, stride: int) -> None:
+    """As MMPose's RLE (ResNet C5 -> global pooling -> linear): the trunk's deepest map, the upsampling stage gone."""
+    from lrpose_bench.engine.runner import build_model
+
+    m = build_method("rle")
+    model = build_model(m, m.geometry(size), backbone, None)
+    assert model.trunk_only and model.head.fc.in_features == channels
+    assert not any(getattr(model.backbone, name) for name in model.backbone.tail_modules)  # no unused parameters
+    images = torch.randn(2, 3, size[1], size[0])
+    assert model.features(images).shape == (2, channels, size[1] // stride, size[0] // stride)
+    out = model(images)
+    out["coords"].sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("head.flow"))
+
+    stride4 = build_model(build_method("rle", {"pool": "features"}), m.geometry(size), backbone, None)
+    assert not stride4.trunk_only and stride4.head.fc.in_features == stride4.backbone.out_channels
+    assert stride4.features(images).shape[-2:] == (size[1] // 4, size[0] // 4)
+
+
+def test_trunk_only_frees_resnet_of_its_multiple_of_32_rule() -> None:
+    """MMPose's RLE on ResNet-50 runs at 64x48: no deconvolutions have to land on stride 4."""
+    from lrpose_bench.engine.runner import build_model
+
+    m = build_method("rle")
+    model = build_model(m, m.geometry((48, 64)), "resnet50", None)
+    assert model(torch.randn(1, 3, 64, 48))["coords"].shape == (1, 17, 2)
+    heatmap = build_method("heatmap")
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_model(heatmap, heatmap.geometry((48, 64)), "resnet50", None)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_model(build_method("rle", {"pool": "features"}), m.geometry((48, 64)), "resnet50", None)
+
+
+def test_pooling_the_trunk_refuses_hrnet() -> None:
+    from lrpose_bench.engine.runner import build_model
+
+    m = build_method("rle")
+    with pytest.raises(ValueError, match="backbone 'hrnet_w32' has no single deepest trunk map for rle"):
+        build_model(m, m.geometry((96, 128)), "hrnet_w32", None)
+    assert build_model(build_method("rle", {"pool": "features"}), m.geometry((96, 128)), "hrnet_w32", None)
 
 
 def test_loss_decreases_on_a_toy_problem() -> None:

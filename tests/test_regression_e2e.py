@@ -27,7 +27,8 @@ def test_methods_lists_them_with_options() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(NEW) <= set(data)
-    assert data["rle"]["options"] == {"residual": True, "q_distribution": "laplace", "flow_layers": 6, "flow_hidden": 64}
+    assert data["rle"]["options"] == {"residual": True, "q_distribution": "laplace", "flow_layers": 6, "flow_hidden": 64,
+                                      "pool": "trunk"}  # fmt: skip
     assert data["ipr"]["options"] == {"beta": 1.0}
     assert data["dsnt"]["options"] == {"beta": 1.0, "sigma": 1.0, "js_weight": 1.0}
     assert data["debias_ipr"]["options"]["beta"] == 10.0
@@ -40,6 +41,8 @@ def test_methods_lists_them_with_options() -> None:
         (["--method", "rle", "--set", "q_distribution=cauchy"], "option q_distribution='cauchy' is not one of laplace, gaussian"),
         (["--method", "rle", "--set", "residual=maybe"], "takes true/false"),
         (["--method", "rle", "--set", "flow_layers=0"], "flow_layers=0 must be >= 1"),
+        (["--method", "rle", "--set", "pool=c4"], "pool='c4' is not one of trunk, features"),
+        (["--method", "rle", "--backbone", "hrnet_w32"], "backbone 'hrnet_w32' has no single deepest trunk map"),
         (["--method", "ipr", "--set", "beta=-1"], "beta=-1.0 must be a finite number > 0"),
         (["--method", "dsnt", "--set", "sigma=0"], "sigma=0.0 must be > 0"),
         (["--method", "debias_ipr", "--set", "beta=hot"], "beta"),

@@ -24,6 +24,7 @@ from lrpose_bench.engine.env import configure_cpu_threads, git_commit, resolve_d
 from lrpose_bench.engine.inference import EvalResult, evaluate
 from lrpose_bench.engine.runlock import RunLock, check_run_id, claim_run_dir
 from lrpose_bench.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from lrpose_bench.models.assemble import check_backbone_for
 from lrpose_bench.evaluation.coco_eval import record_stats, stats_table  # torch-free; stats_table re-exported
 from lrpose_bench.evaluation.engines import require_engine
 from lrpose_bench.geometry import format_resolution, parse_resolution
@@ -91,7 +92,8 @@ def build_model(method: PoseMethod, geometry: Geometry, backbone: str, pretraine
     from lrpose_bench.models import build_backbone
     from lrpose_bench.models.assemble import assemble_model
 
-    net = build_backbone(backbone, geometry.model_input_size, Path(pretrained) if pretrained else None)
+    net = build_backbone(backbone, geometry.model_input_size, Path(pretrained) if pretrained else None,
+                         trunk_only=method.head_input == "trunk")  # fmt: skip
     return assemble_model(method, geometry, net, NUM_KEYPOINTS)
 
 
@@ -249,6 +251,7 @@ def _run(
     profile = resolve_profile(spec)
     backbone = resolve_backbone(spec, profile)
     method = build_method(spec.method, spec.options)
+    check_backbone_for(method, backbone)  # before the dataset is generated or read
     geometry = method.geometry(res)  # evaluation sizes
     train_geometry = method.train_geometry(res)  # training sizes (the same for most methods)
     config = effective_config(profile, spec.hparams, geometry.crop_size)

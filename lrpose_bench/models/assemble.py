@@ -27,6 +27,40 @@ def tail_state(backbone: nn.Module) -> dict:
     return {k: v for k, v in backbone.state_dict().items() if k.startswith(prefixes)}
 
 
+def _has_trunk_output(backbone: "nn.Module | type") -> bool:
+    return can_split(backbone) and callable(getattr(backbone, "trunk_output", None))
+
+
+def _no_trunk_output(name: str, method: str) -> ValueError:
+    return ValueError(
+        f"backbone {name!r} has no single deepest trunk map for {method}'s pooled head (HRNet's branches run "
+        "side by side to the end); use --backbone tiny or resnet50/101/152 (MMPose's regression heads: ResNet)"
+    )
+
+
+def check_backbone_for(method: "PoseMethod", backbone: str) -> None:
+    """Raise the error :func:`assemble_model` would raise for ``method`` on backbone ``backbone``, without
+    building anything (a method whose head reads the trunk needs a backbone with ``trunk_output``)."""
+    from lrpose_bench.models.registry import backbone_class
+
+    if method.head_input == "trunk" and not _has_trunk_output(backbone_class(backbone)):
+        raise _no_trunk_output(backbone, method.name)
+
+
+def drop_tail(backbone: nn.Module, why: str) -> nn.Module:
+    """Remove ``backbone``'s last stage (its upsampling part) for a head that reads the trunk's deepest map.
+
+    Raises ``ValueError`` naming the backbone when it has no single deepest trunk map (``trunk_output``),
+    as HRNet, whose branches run side by side to the end. ``why`` names the method in that message.
+    """
+    if not _has_trunk_output(backbone):
+        raise _no_trunk_output(getattr(backbone, "name", type(backbone).__name__), why)
+    for module in backbone.tail_modules:
+        setattr(backbone, module, None)
+    backbone.out_channels = backbone.trunk_channels
+    return backbone
+
+
 def make_tails(backbone: nn.Module, spec: MapHeadSpec) -> dict[str, nn.Module]:
     """One private copy of ``backbone``'s last stage per decoupled output of ``spec``.
 
@@ -63,15 +97,22 @@ def assemble_model(method: "PoseMethod", geometry: "Geometry", backbone: nn.Modu
     """``PoseModel(backbone, head, front, tails)`` for ``method`` at ``geometry``.
 
     A method with a :class:`MapHeadSpec` gets a :class:`MapHead` (decoupled outputs on their own tails);
-    any other method builds its head itself (``build_head``).
+    any other method builds its head itself (``build_head``), on the stride-4 features or, with
+    ``head_input = "trunk"``, on the trunk's deepest map (the backbone's last stage removed).
     """
     spec = method.head_spec(geometry)
     front = method.build_front(geometry)
     if spec is None:
-        return PoseModel(backbone, method.build_head(backbone.out_channels, num_keypoints, geometry), front)
+        trunk_only = method.head_input == "trunk"
+        if trunk_only:
+            drop_tail(backbone, method.name)
+        elif method.head_input != "features":
+            raise ValueError(f"method {method.name!r}: head_input={method.head_input!r} is not 'features' or 'trunk'")
+        head = method.build_head(backbone.out_channels, num_keypoints, geometry)
+        return PoseModel(backbone, head, front, trunk_only=trunk_only)
     tails = make_tails(backbone, spec)
     widths = {SHARED: backbone.out_channels, **{k: t.out_channels for k, t in tails.items()}}
     return PoseModel(backbone, MapHead.from_spec(spec, widths, num_keypoints), front, tails)
 
 
-__all__ = ["assemble_model", "can_split", "make_tails", "tail_state"]
+__all__ = ["assemble_model", "can_split", "check_backbone_for", "drop_tail", "make_tails", "tail_state"]

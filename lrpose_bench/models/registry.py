@@ -23,12 +23,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One backbone: ``check`` raises ``ValueError`` when it cannot take an input ``(width, height)``
-    (without building anything); ``build`` makes the module for a checked size."""
+    """One backbone: ``check(name, size, trunk_only)`` raises ``ValueError`` when it cannot take an input
+    ``(width, height)`` (without building anything; ``trunk_only``: only its trunk will run, for a head
+    that pools the deepest map); ``build`` makes the module for a checked size."""
 
     description: str
-    check: Callable[[str, tuple[int, int]], None]
+    check: Callable[[str, tuple[int, int], bool], None]
     build: Callable[[str, tuple[int, int]], nn.Module]
+    cls: type[nn.Module]
 
 
 def _res(size: tuple[int, int]) -> str:
@@ -45,11 +47,15 @@ def _require(name: str, size: tuple[int, int], multiple: int, why: str) -> None:
         raise ValueError(f"--res {_res(size)}: backbone {name} needs both sides to be multiples of {multiple} ({why})")
 
 
-def _tiny_check(name: str, size: tuple[int, int]) -> None:
+def _tiny_check(name: str, size: tuple[int, int], trunk_only: bool = False) -> None:
     _require(name, size, TinyPoseNet.stride_multiple, "output stride 4")
 
 
-def _resnet_check(name: str, size: tuple[int, int]) -> None:
+def _resnet_check(name: str, size: tuple[int, int], trunk_only: bool = False) -> None:
+    if trunk_only:  # no deconvolutions to land on stride 4: any size the stride-32 trunk leaves a pixel of
+        if min(size) < 32:
+            raise ValueError(f"--res {_res(size)}: backbone {name} needs both sides >= 32 (its trunk has stride 32)")
+        return
     why = "the ResNet trunk reaches stride 32 and three deconvolutions return to stride 4"
     _require(name, size, SimpleBaseline.stride_multiple, why)
 
@@ -63,7 +69,7 @@ def hrnet_branches(size: tuple[int, int]) -> int:
     return 4 if _divides(size, 32) else 3 if _divides(size, 16) else 0
 
 
-def _hrnet_check(name: str, size: tuple[int, int]) -> None:
+def _hrnet_check(name: str, size: tuple[int, int], trunk_only: bool = False) -> None:
     if hrnet_branches(size) == 0:
         _require(name, size, 16, "16 with 3 branches, 32 for the standard 4; the stride-2 branches must tile the input")
 
@@ -84,20 +90,34 @@ def _hrnet(width: int) -> Callable[[str, tuple[int, int]], nn.Module]:
 _SIDES_32 = "sides multiple of 32"
 _SPECS: dict[str, BackboneSpec] = {
     "tiny": BackboneSpec("small U-shaped CPU net (0.98 M params, 32 ch; sides multiple of 16)", _tiny_check,
-                         lambda name, size: TinyPoseNet()),
-    "resnet50": BackboneSpec(f"SimpleBaseline: ResNet-50 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(50)),
-    "resnet101": BackboneSpec(f"SimpleBaseline: ResNet-101 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(101)),
-    "resnet152": BackboneSpec(f"SimpleBaseline: ResNet-152 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(152)),
-    "hrnet_w32": BackboneSpec("HRNet-W32 (32 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet_check, _hrnet(32)),
-    "hrnet_w48": BackboneSpec("HRNet-W48 (48 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet_check, _hrnet(48)),
+                         lambda name, size: TinyPoseNet(), TinyPoseNet),
+    "resnet50": BackboneSpec(f"SimpleBaseline: ResNet-50 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check, _resnet(50),
+                             SimpleBaseline),
+    "resnet101": BackboneSpec(f"SimpleBaseline: ResNet-101 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check,
+                              _resnet(101), SimpleBaseline),
+    "resnet152": BackboneSpec(f"SimpleBaseline: ResNet-152 + 3 deconvs (256 ch; {_SIDES_32})", _resnet_check,
+                              _resnet(152), SimpleBaseline),
+    "hrnet_w32": BackboneSpec("HRNet-W32 (32 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet_check,
+                              _hrnet(32), HRNet),
+    "hrnet_w48": BackboneSpec("HRNet-W48 (48 ch; 4 branches at sides multiple of 32, else 3 at 16)", _hrnet_check,
+                              _hrnet(48), HRNet),
 }
 
 #: Backbone name -> one-line description.
 BACKBONES: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
 
 
-def check_input_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
+def backbone_class(name: str) -> type[nn.Module]:
+    """The class of backbone ``name`` (to ask which hooks it has without building it)."""
+    if name not in _SPECS:
+        raise KeyError(f"unknown backbone {name!r}; valid backbones: {', '.join(_SPECS)}")
+    return _SPECS[name].cls
+
+
+def check_input_size(name: str, input_size: tuple[int, int], trunk_only: bool = False) -> tuple[int, int]:
     """``(width, height)`` as ints if backbone ``name`` can take crops of that size; builds nothing.
+    ``trunk_only``: the head reads the trunk's deepest map (the last stage is dropped), which frees
+    ResNet of its multiple-of-32 rule.
 
     Raises ``KeyError`` for an unknown name (listing the valid ones) and ``ValueError`` naming ``--res``
     and the required multiple when the sides do not suit the network (the errors of :func:`build_backbone`).
@@ -107,19 +127,22 @@ def check_input_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
     w, h = (int(v) for v in input_size)
     if w <= 0 or h <= 0:
         raise ValueError(f"--res {h}x{w}: both sides must be positive")
-    _SPECS[name].check(name, (w, h))
+    _SPECS[name].check(name, (w, h), trunk_only)
     return w, h
 
 
-def build_backbone(name: str, input_size: tuple[int, int], pretrained: Path | str | None = None) -> nn.Module:
+def build_backbone(
+    name: str, input_size: tuple[int, int], pretrained: Path | str | None = None, trunk_only: bool = False
+) -> nn.Module:
     """Build backbone ``name`` for crops of ``input_size = (width, height)`` px, optionally loading
     ``pretrained`` weights from a local file (see :func:`lrpose_bench.models.weights.load_pretrained`).
 
     Raises ``KeyError`` for an unknown name (listing the valid ones) and ``ValueError`` naming ``--res``
-    and the required multiple when the sides do not suit the network. The returned module has
+    and the required multiple when the sides do not suit the network (``trunk_only``: the sizes rules of
+    a model that runs only the trunk; see :func:`check_input_size`). The returned module has
     ``out_channels``, ``name``, ``input_size`` and, if weights were loaded, ``pretrained_report``.
     """
-    w, h = check_input_size(name, input_size)
+    w, h = check_input_size(name, input_size, trunk_only)
     model = _SPECS[name].build(name, (w, h))
     model.name = name
     model.input_size = (w, h)

@@ -81,6 +81,10 @@ class SimpleBaseline(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
+    def trunk_output(self, state: torch.Tensor) -> torch.Tensor:
+        """The trunk's deepest map: C5, ``(B, 2048, H/32, W/32)``."""
+        return state
+
     def forward_tail(self, state: torch.Tensor) -> torch.Tensor:
         """The deconvolutions: ``(B, 256, H/4, W/4)``."""
         return self.deconv_layers(state)

@@ -92,6 +92,7 @@ class TinyPoseNet(nn.Module):
         c0, c1, c2 = channels
         self.channels = tuple(channels)
         self.out_channels = c0
+        self.trunk_channels = c2
         self.stem = nn.Sequential(conv_bn_relu(3, c0 // 2, 2), conv_bn_relu(c0 // 2, c0, 2))
         self.enc4 = BasicBlock(c0, c0)
         self.enc8 = nn.Sequential(conv_bn_relu(c0, c1, 2), BasicBlock(c1, c1), BasicBlock(c1, c1))
@@ -107,6 +108,10 @@ class TinyPoseNet(nn.Module):
         f4 = self.enc4(self.stem(x))
         f8 = self.enc8(f4)
         return f4, f8, self.enc16(f8)
+
+    def trunk_output(self, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The trunk's deepest map: the encoder's ``(B, channels[2], H/16, W/16)``."""
+        return state[-1]
 
     def forward_tail(self, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The decoder: ``(B, channels[0], H/4, W/4)``."""
