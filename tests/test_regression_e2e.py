@@ -62,9 +62,11 @@ def test_experiment_files_hold_the_rows() -> None:
     runs = expand(load_experiment(REPO / "experiments" / "embedded_regression.toml"))
     assert {(r.method, r.resolution) for r in runs} == {(m, res) for m in NEW for res in ("64x48", "128x96")}
     assert {r.backbone for r in runs} == {"tiny"} and {r.seed for r in runs} == {0}
+    assert sorted(r.resolution for r in runs if r.method == "rle" and r.options == {"pool": "features"}) == ["128x96", "64x48"]
     sweep = expand(load_experiment(REPO / "experiments" / "resolution_sweep.toml"))
     assert {r.resolution for r in sweep if r.method in NEW} == {"64x48", "128x96", "192x144", "256x192"}
     assert set(NEW) <= {r.method for r in sweep}
+    assert {r.backbone for r in sweep if r.method == "rle"} == {"resnet50"}  # MMPose's RLE; HRNet has no C5 to pool
 
 
 @pytest.mark.slow
