@@ -5,12 +5,14 @@ Head (MMPose's ``RLEHead`` on a global-average-pooling neck): the deepest map of
 is averaged over space (ResNet: C5, 2048 channels, as MMPose's ResNet-50 RLE; tiny: its stride-16
 encoder output, 128 channels; the backbone's upsampling stage is removed), one linear layer gives per
 joint ``(x, y, sigma_x, sigma_y)``; ``sigma = sigmoid(.)`` in ``(0, 1)``. Option ``pool="features"``
-pools the backbone's stride-4 output instead (the upsampling stage kept): on tiny that is 32 numbers
-for 17 joints, and it underfits (embedded 64x48: 10.5 AP, the same on the training split; see
-results/embedded_regression/README.md). HRNet has no single deepest trunk map: ``pool="trunk"`` refuses
-it with a clear error. Coordinates are *normalised to the crop*: ``u = (x + 0.5) / w_crop``, ``v = (y + 0.5) /
-h_crop`` (:func:`lrpose_bench.codecs.to_unit`; the crop spans ``[0, 1]`` and a mirror is ``u -> 1 - u``),
-and sigma is in the same units (a fraction of the crop's width / height).
+pools the backbone's stride-4 output instead (the upsampling stage kept; on tiny that is 32 numbers for
+17 joints). HRNet has no single deepest trunk map: ``pool="trunk"`` refuses it with a clear error. On the
+embedded data (1.2 k persons, no pretraining) both variants underfit, the trunk less (64x48: 13.0 against
+10.5 AP; results/embedded_regression/README.md).
+
+Coordinates are *normalised to the crop*: ``u = (x + 0.5) / w_crop``, ``v = (y + 0.5) / h_crop``
+(:func:`lrpose_bench.codecs.to_unit`; the crop spans ``[0, 1]`` and a mirror is ``u -> 1 - u``), and
+sigma is in the same units (a fraction of the crop's width / height).
 
 Loss: the negative log-likelihood of the ground truth ``mu`` under the predicted density (paper, Sec. 3):
 with the normalised residual ``r = (mu_hat - mu) / sigma_hat`` (2-D per joint),
