@@ -78,6 +78,9 @@ class PoseMethod:
     #: the deepest map of the backbone's trunk with its upsampling stage removed (ResNet's C5, as
     #: MMPose's regression heads read it through a global-pooling neck; tiny's stride-16 encoder output).
     head_input: ClassVar[str] = "features"
+    #: Backbone to use when no ``--backbone`` is given and the profile's default cannot serve this method
+    #: (RLE on the paper profile, whose HRNet has no single deepest trunk map: ResNet-50, as MMPose's RLE).
+    fallback_backbone: ClassVar[str | None] = None
 
     def __init__(self, options: "PoseMethod.Options | None" = None, **overrides: Any) -> None:
         base = options if options is not None else self.Options()

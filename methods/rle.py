@@ -87,6 +87,7 @@ class RLEMethod(PoseMethod):
 
     name = "rle"
     description = "RLE: direct coordinate regression (pooled features), residual log-likelihood loss via RealNVP"
+    fallback_backbone = "resnet50"  # MMPose's RLE; the paper profile's HRNet-W32 has no C5 to pool
 
     @dataclass(frozen=True)
     class Options:

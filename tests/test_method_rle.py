@@ -192,3 +192,19 @@ def test_flip_back_is_the_mirror() -> None:
     ref_coords, ref_scores = m.decode(out, g)
     assert torch.allclose(coords, ref_coords, atol=1e-4) and torch.allclose(scores, ref_scores)
     assert m.coarse(out, g) is None  # not a grid method
+
+
+def test_paper_profile_falls_back_to_resnet50_for_rle() -> None:
+    """`lrpose run --method rle --data COCO` (paper profile, HRNet by default) trains MMPose's ResNet-50 RLE
+    and says so; an explicit --backbone is kept; a method HRNet can serve keeps HRNet."""
+    from types import SimpleNamespace
+
+    from lrpose_bench.engine.runner import resolve_backbone
+
+    rle = build_method("rle")
+    backbone, why = resolve_backbone(SimpleNamespace(backbone=None), "paper", rle)
+    assert backbone == "resnet50" and why is not None and "hrnet_w32 cannot serve" in why
+    assert resolve_backbone(SimpleNamespace(backbone=None), "quick", rle) == ("tiny", None)
+    assert resolve_backbone(SimpleNamespace(backbone="hrnet_w48"), "paper", rle) == ("hrnet_w48", None)
+    assert resolve_backbone(SimpleNamespace(backbone=None), "paper", build_method("rle", {"pool": "features"})) == ("hrnet_w32", None)
+    assert resolve_backbone(SimpleNamespace(backbone=None), "paper", build_method("heatmap")) == ("hrnet_w32", None)

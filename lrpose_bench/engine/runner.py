@@ -145,8 +145,22 @@ def resolve_profile(spec: RunSpec) -> str:
     return spec.profile or ("quick" if is_embedded(spec.data) else "paper")
 
 
-def resolve_backbone(spec: RunSpec, profile: str) -> str:
-    return spec.backbone or DEFAULT_BACKBONE.get(profile, "tiny")
+def resolve_backbone(spec: RunSpec, profile: str, method: PoseMethod | None = None) -> tuple[str, str | None]:
+    """The run's backbone and, when the profile's default cannot serve ``method`` (e.g. HRNet for a head
+    that pools the trunk's deepest map), why the method's ``fallback_backbone`` was taken instead.
+    An explicit ``--backbone`` is always kept (and refused later with a clear error if it cannot serve)."""
+    if spec.backbone:
+        return spec.backbone, None
+    default = DEFAULT_BACKBONE.get(profile, "tiny")
+    fallback = getattr(method, "fallback_backbone", None)
+    if method is None or not fallback:
+        return default, None
+    try:
+        check_backbone_for(method, default)
+    except ValueError:
+        return fallback, (f"{method.name}: the {profile} profile's {default} cannot serve its head; using {fallback} "
+                          f"(--backbone chooses)")
+    return default, None
 
 
 def default_run_id(method: str, resolution: str, backbone: str, seed: int) -> str:
@@ -249,8 +263,10 @@ def _run(
     resolution = format_resolution(res)
     spec = dataclasses.replace(spec, resolution=resolution)
     profile = resolve_profile(spec)
-    backbone = resolve_backbone(spec, profile)
     method = build_method(spec.method, spec.options)
+    backbone, why = resolve_backbone(spec, profile, method)
+    if why:
+        say(why, highlight=False)
     check_backbone_for(method, backbone)  # before the dataset is generated or read
     geometry = method.geometry(res)  # evaluation sizes
     train_geometry = method.train_geometry(res)  # training sizes (the same for most methods)
