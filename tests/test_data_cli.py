@@ -71,7 +71,7 @@ def test_show_draws_both_embedded_variants(tmp_path: Path, tiny_embedded: Path, 
     unmarked = tmp_path / "unmarked"
     res = runner.invoke(app, ["data", "synth", "--out", str(unmarked), "--train", "1", "--val", "4", "--variant", "unmarked"])
     assert res.exit_code == 0 and "(unmarked)" in res.output, res.output
-    for root, n in ((tiny_embedded, "6"), (unmarked, "4")):
+    for root, n in ((tiny_embedded, "4"), (unmarked, "3")):
         out = tmp_path / f"{root.name}.png"
         res = runner.invoke(app, ["data", "show", "--data", str(root), "--n", n, "--res", "64x48", "--out", str(out)])
         assert res.exit_code == 0, res.output
@@ -98,11 +98,11 @@ def test_show_picks_the_same_images_for_a_seed(tiny_embedded: Path, tmp_path: Pa
     from lrpose_bench.data.spec import resolve_dataset
 
     spec = resolve_dataset(tiny_embedded)
-    a = show_dataset(spec, tmp_path / "a.png", n=3, seed=1, crops_per_image=1)
-    b = show_dataset(spec, tmp_path / "b.png", n=3, seed=1, crops_per_image=1)
-    c = show_dataset(spec, tmp_path / "c.png", n=3, seed=2, crops_per_image=1)
-    assert a.image_ids == b.image_ids and len(a.image_ids) == 3 and a.crops == 3
-    assert c.image_ids != a.image_ids or c.available_images <= 3
+    a = show_dataset(spec, tmp_path / "a.png", n=2, seed=1, crops_per_image=1)
+    b = show_dataset(spec, tmp_path / "b.png", n=2, seed=1, crops_per_image=1)
+    c = show_dataset(spec, tmp_path / "c.png", n=2, seed=2, crops_per_image=1)
+    assert a.image_ids == b.image_ids and len(a.image_ids) == 2 and a.crops == 2
+    assert c.image_ids != a.image_ids or c.available_images <= 2
 
 
 def test_show_errors_are_one_line(tmp_path: Path, coco_sample_root: Path) -> None:

@@ -18,8 +18,9 @@ import torch
 import torch.multiprocessing as mp
 
 #: Imported once by the forkserver; both ranks fork from it instead of importing torch each (CI CPU time).
-PRELOAD = ["torch", "torch._dynamo", "torch.distributed", "lrpose_bench.engine.trainer", "lrpose_bench.engine.runner",
-           "lrpose_bench.engine.inference", "lrpose_bench.method"]  # fmt: skip
+PRELOAD = ["torch", "torch._dynamo", "torch.distributed", "cv2", "sklearn.mixture", "pycocotools.cocoeval",
+           "lrpose_bench.engine.trainer", "lrpose_bench.engine.runner", "lrpose_bench.engine.inference",
+           "lrpose_bench.method", "lrpose_bench.mixture", "lrpose_bench.methods.cal"]  # fmt: skip
 
 
 def _free_port() -> int:

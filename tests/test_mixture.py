@@ -23,7 +23,7 @@ def test_fit_recovers_known_mixture() -> None:
     rng = np.random.default_rng(0)
     mu = np.array([[0.2, -0.1], [3.0, -2.0]])
     cov = np.array([[[0.5, 0.2], [0.2, 0.3]], [[0.2, 0.0], [0.0, 0.8]]])
-    n = 20000
+    n = 6000
     which = rng.random(n) < 0.7
     x = np.where(which[:, None], rng.multivariate_normal(mu[0], cov[0], n), rng.multivariate_normal(mu[1], cov[1], n))
     fit = fit_mixture(x, n_components=2, reg_covar=1e-6)

@@ -279,7 +279,7 @@ def test_plot_predictions_series(tiny_embedded: Path, tmp_path: Path) -> None:
 
     run, facts = _prediction_run(tmp_path / "runs", tiny_embedded)
     out = tmp_path / "figures"
-    worst = plot_predictions(run, out, n=facts["persons"], kind="worst", data=tiny_embedded, full=2)
+    worst = plot_predictions(run, out, n=facts["persons"], kind="worst", data=tiny_embedded, full=1)
     s = worst.series
     assert int(s["paired"]) == facts["persons"] and int(s["unmatched"]) == 0
     assert s["ann_id"][0] == facts["far"] and s["oks"][0] < 0.01

@@ -110,7 +110,7 @@ def test_sr_train_then_run_end_to_end(tiny_embedded: Path, tmp_path: Path) -> No
     result = runner.invoke(app, [
         "run", "--method", "sr_heatmap", "--res", "128x96", "--sr", "srresnet", "--sr-weights", str(weights),
         "--epochs", "1", "--data", str(tiny_embedded), "--profile", "quick", "--backbone", "tiny", "--workers", "0",
-        "--out", str(out),
+        "--batch-size", "8", "--hp", "max_train_instances=8", "--hp", "max_val_instances=8", "--out", str(out),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     run_dir = next(out.iterdir())
