@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lrpose_bench.cli.app import app
@@ -67,6 +68,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return img.shape[1], img.shape[0]
 
 
+@pytest.mark.slow
 def test_show_draws_both_embedded_variants(tmp_path: Path, tiny_embedded: Path, monkeypatch) -> None:
     unmarked = tmp_path / "unmarked"
     res = runner.invoke(app, ["data", "synth", "--out", str(unmarked), "--train", "1", "--val", "4", "--variant", "unmarked"])
@@ -85,6 +87,7 @@ def test_show_draws_both_embedded_variants(tmp_path: Path, tiny_embedded: Path, 
     assert (tmp_path / "data_show_tiny_train_64x48.png").is_file()
 
 
+@pytest.mark.slow
 def test_show_on_a_coco_root(tmp_path: Path, coco_sample_root: Path) -> None:
     out = tmp_path / "coco.png"
     res = runner.invoke(app, ["data", "show", "--data", str(coco_sample_root), "--res", "128x96", "--out", str(out),
@@ -93,6 +96,7 @@ def test_show_on_a_coco_root(tmp_path: Path, coco_sample_root: Path) -> None:
     assert "images with persons" in res.output and _png_size(out)[0] > 800
 
 
+@pytest.mark.slow
 def test_show_picks_the_same_images_for_a_seed(tiny_embedded: Path, tmp_path: Path) -> None:
     from lrpose_bench.data.show import show_dataset
     from lrpose_bench.data.spec import resolve_dataset

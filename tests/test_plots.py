@@ -79,6 +79,7 @@ def test_size_bins_by_hand() -> None:
     assert expected.sum() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     run = make_run(tmp_path / "runs" / "cal_mgm-128x96-s0")
     out = tmp_path / "figures"
@@ -98,6 +99,7 @@ def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     assert a.shape == b.shape and np.abs(a - b).mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_plot_offsets_series(tmp_path: Path) -> None:
     """The drawn series: the single Gaussian fitted to the run's errors, the size bins, the 2-D histogram."""
     run = make_run(tmp_path / "runs" / "mgm")
@@ -161,6 +163,7 @@ def test_plot_resolution_from_records(tmp_path: Path) -> None:
     assert "experiments found: exp" in _error_line(["plot", "resolution", "--runs", str(runs), "--experiment", "x", "--out", str(out)])
 
 
+@pytest.mark.slow
 def test_plot_oracle_from_json(tmp_path: Path) -> None:
     results = {
         res: {m: {"AP": 0.5 + 0.1 * i + 0.02 * j, "mean_px_error": 1.0 / (i + 1)} for j, m in enumerate(("heatmap", "udp", "mystery"))}
@@ -208,6 +211,7 @@ LOG = """epoch,stage,lr,loss_heatmap,loss_offset,loss,images_per_s,seconds
 """
 
 
+@pytest.mark.slow
 def test_plot_training_series(tmp_path: Path) -> None:
     """Loss terms, lr and AP per epoch of two runs overlaid: the series are the log.csv columns."""
     a = tmp_path / "runs" / "cal_mgm-s0"
@@ -273,6 +277,7 @@ def _prediction_run(root: Path, data: Path) -> tuple[Path, dict[str, int]]:
     return run, {"inverted": inverted, "far": far, "persons": len(anns)}
 
 
+@pytest.mark.slow
 def test_plot_predictions_series(tiny_embedded: Path, tmp_path: Path) -> None:
     from lrpose_bench.evaluation.error_types import ERROR_TYPES
     from lrpose_bench.report.predictions import plot_predictions

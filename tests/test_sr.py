@@ -30,6 +30,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_plain_basicsr_import_line_works_through_the_alias() -> None:
     """In a fresh interpreter: our SR modules do not import basicsr; after the alias, basicsr 1.4.2's own
     failing line (`from torchvision.transforms.functional_tensor import rgb_to_grayscale`) works."""
