@@ -24,13 +24,13 @@ from lrpose_bench.engine.env import configure_cpu_threads, git_commit, resolve_d
 from lrpose_bench.engine.inference import EvalResult, evaluate
 from lrpose_bench.engine.runlock import RunLock, check_run_id, claim_run_dir
 from lrpose_bench.engine.trainer import Trainer, TrainingDiverged, TrainingInterrupted
-from lrpose_bench.models.assemble import check_backbone_for
 from lrpose_bench.evaluation.coco_eval import record_stats, stats_table  # torch-free; stats_table re-exported
 from lrpose_bench.evaluation.engines import require_engine
 from lrpose_bench.geometry import format_resolution, parse_resolution
 from lrpose_bench.io import read_json, write_json
 from lrpose_bench.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from lrpose_bench.method import Geometry, PoseMethod, build_method
+from lrpose_bench.models.assemble import check_backbone_for
 from lrpose_bench.records import SCHEMA_VERSION, write_record
 
 #: Backbone when ``--backbone`` is not given: the CPU net for the quick profile, HRNet-W32 for the paper's.
