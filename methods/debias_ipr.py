@@ -47,7 +47,9 @@ class DebiasIPRMethod(SoftArgmaxMethod):
         beta: inverse temperature of the softmax, ``softmax(beta * H)`` (MMPose's Debias-IPR config,
             ``ipr_res50_debias-8xb64-210e_coco-256x256``: ``beta=10``).
         js_weight: weight of a DSNT-style Jensen-Shannon regulariser toward a Gaussian (0 = none: Gu et
-            al.'s IPR with L1 alone; MMPose's config adds it with weight 1, i.e. DSNT + debias).
+            al.'s IPR with L1 alone; MMPose's config adds it with weight 1, i.e. DSNT + debias). On the
+            embedded data L1 alone trains unstably (loss jumps; 19.8 / 1.4 AP at 64x48 / 128x96) and
+            ``js_weight=1`` does not (33.7 / 41.3): results/embedded_regression/README.md.
         sigma: sigma of that regulariser's Gaussian in heatmap px (DSNT's 1; unused when js_weight=0).
         """
 
