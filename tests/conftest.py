@@ -75,13 +75,10 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 # ---------------------------------------------------------------------------------------- skip policy
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that uses a real-data fixture as ``parity``, and run the ``slow`` tests first
-    (stable order otherwise): with ``pytest -n 2`` both workers then end on short tests, not one of them
-    on a long end-to-end run while the other waits."""
+    """Mark every test that uses a real-data fixture as ``parity``."""
     for item in items:
         if set(getattr(item, "fixturenames", ())) & set(REAL_DATA_FIXTURES):
             item.add_marker(pytest.mark.parity)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(hookwrapper=True)
