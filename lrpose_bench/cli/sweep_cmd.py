@@ -281,8 +281,9 @@ def _execute(
     pending = [(r, s) for r, s in zip(runs, statuses) if s != "done"]
     failures: list[tuple[str, Path]] = []
     if not pending:
-        which = "the run of {} has a record" if len(runs) == 1 else f"all {len(runs)} runs of {{}} have records"
-        console.print(f"Nothing to run: {which.format(exp.name)}.", highlight=False)
+        done_text = (f"the run of {exp.name} has a record" if len(runs) == 1
+                     else f"all {len(runs)} runs of {exp.name} have records")  # fmt: skip
+        console.print(f"Nothing to run: {done_text}.", highlight=False)
         return failures
     log_dir = exp_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
