@@ -684,11 +684,11 @@ def _check_method(ck: _Checker, spec: RunSpec, raw: Mapping[str, Any], where: li
     if check_backbone:
         from lrpose_bench.models.assemble import check_backbone_for
 
-        for bb in spec.backbones:
+        for bb in filter(None, spec.backbones):
             try:
-                check_backbone_for(method, bb) if bb else None
+                check_backbone_for(method, bb)
             except (KeyError, ValueError) as exc:
-                raise ck.error(_src(raw, where, "backbone"), str(exc).strip('"'), rn) from None
+                raise ck.error(_src(raw, where, "backbone"), exc.args[0], rn) from None
     res_path = _src(raw, where, "resolutions")
     for res in spec.resolutions:
         try:

@@ -107,11 +107,16 @@ _SPECS: dict[str, BackboneSpec] = {
 BACKBONES: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
 
 
-def backbone_class(name: str) -> type[nn.Module]:
-    """The class of backbone ``name`` (to ask which hooks it has without building it)."""
+def _spec(name: str) -> BackboneSpec:
+    """The registry entry of backbone ``name``; ``KeyError`` listing the valid names otherwise."""
     if name not in _SPECS:
         raise KeyError(f"unknown backbone {name!r}; valid backbones: {', '.join(_SPECS)}")
-    return _SPECS[name].cls
+    return _SPECS[name]
+
+
+def backbone_class(name: str) -> type[nn.Module]:
+    """The class of backbone ``name`` (to ask which hooks it has without building it)."""
+    return _spec(name).cls
 
 
 def check_input_size(name: str, input_size: tuple[int, int], trunk_only: bool = False) -> tuple[int, int]:
@@ -122,12 +127,11 @@ def check_input_size(name: str, input_size: tuple[int, int], trunk_only: bool = 
     Raises ``KeyError`` for an unknown name (listing the valid ones) and ``ValueError`` naming ``--res``
     and the required multiple when the sides do not suit the network (the errors of :func:`build_backbone`).
     """
-    if name not in _SPECS:
-        raise KeyError(f"unknown backbone {name!r}; valid backbones: {', '.join(_SPECS)}")
+    spec = _spec(name)
     w, h = (int(v) for v in input_size)
     if w <= 0 or h <= 0:
         raise ValueError(f"--res {h}x{w}: both sides must be positive")
-    _SPECS[name].check(name, (w, h), trunk_only)
+    spec.check(name, (w, h), trunk_only)
     return w, h
 
 
