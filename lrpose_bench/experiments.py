@@ -823,13 +823,17 @@ def expand(
     """Every concrete run of ``exp``: runs x backbones x resolutions x seeds, in file order.
 
     ``seeds`` (a count) replaces every run's seeds by ``0..seeds-1``; ``profile`` overrides the file's;
-    ``only`` keeps the runs whose method or run name is listed (see :func:`check_only`).
+    ``only`` keeps the listed runs: a value that names a run selects that run, any other value every run
+    of that method (``cal`` is the run named ``cal``, not also ``cal_shared``; see :func:`check_only`).
     """
+    names = {spec.name for spec in exp.runs}
     wanted = set(only) if only else None
+    wanted_runs = {item for item in wanted or () if item in names}
+    wanted_methods = (wanted or set()) - wanted_runs
     seed_override = parse_seeds(seeds) if seeds is not None else None
     out: list[PlannedRun] = []
     for spec in exp.runs:
-        if wanted is not None and spec.method not in wanted and spec.name not in wanted:
+        if wanted is not None and spec.name not in wanted_runs and spec.method not in wanted_methods:
             continue
         for backbone in spec.backbones:
             for res in spec.resolutions:

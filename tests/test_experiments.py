@@ -81,8 +81,10 @@ def test_shipped_files_cover_the_issue() -> None:
     for name in ("cal_off01", "cal_mgm_off01"):
         assert by_name[(name, "64x48")].options == {"network": "shared", "offset_loss_weight": 0.1}
         assert (name, "128x96") not in by_name
-    # the quick profile's budget, except SR + heatmap: the same compute on its 4x larger training crops
-    assert all(r.hparams == {} for r in embedded if r.method != "sr_heatmap")
+    # the quick profile's budget, except SR + heatmap: the same compute on its 4x larger training crops;
+    # every run contiguous, as the committed records were trained
+    assert all(r.hparams == {"channels_last": False} for r in embedded if r.method != "sr_heatmap")
+    assert all(r.hparams["channels_last"] is False for r in embedded)
     sr = {r.resolution: r for r in embedded if r.method == "sr_heatmap"}
     assert all(r.sr == {"model": "bicubic", "scale": 2} for r in sr.values())
     assert sr["64x48"].hparams["epochs"] == 25 and sr["128x96"].hparams["epochs"] == 6
@@ -112,6 +114,17 @@ def test_expand_product_order_and_ids(tmp_path: Path) -> None:
         "udp-tiny-64x48-s0", "udp-tiny-128x96-s0", "udp-hrnet_w32-64x48-s0", "udp-hrnet_w32-128x96-s0",
     ]
     assert {r.profile for r in expand(exp, profile="paper")} == {"paper"}
+
+
+def test_only_run_name_wins_over_method(tmp_path: Path) -> None:
+    # a run named like a method selects that run only; a method name with no such run selects all its runs
+    text = BASE.replace('name = "heat"', 'name = "heatmap"') + '\n[[runs]]\nname = "heat_wide"\nmethod = "heatmap"\n'
+    exp = load_experiment(write(tmp_path, text))
+    assert {r.name for r in expand(exp, seeds=1, only=["heatmap"])} == {"heatmap"}
+    assert {r.name for r in expand(exp, seeds=1, only=["heat_wide", "udp"])} == {"heat_wide", "udp"}
+    text = text.replace('name = "heatmap"', 'name = "heat"')
+    exp = load_experiment(write(tmp_path, text))
+    assert {r.name for r in expand(exp, seeds=1, only=["heatmap"])} == {"heat", "heat_wide"}
 
 
 def test_run_args_hand_written(tmp_path: Path) -> None:

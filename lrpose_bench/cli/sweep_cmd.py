@@ -35,7 +35,7 @@ def sweep(
     experiment: str = typer.Argument(..., help="Experiment file (experiments/NAME.toml), or NAME to look in ./experiments/."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Run seeds 0..N-1 for every run (overrides the file)."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Training profile for every run: quick | paper (overrides the file)."),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="Only runs of this method or run name (repeatable; commas allowed)."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Only these runs: a run name selects that run, a method name every run of it (repeatable; commas allowed)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and what is already done; run nothing."),
     print_commands: bool = typer.Option(
         False,
