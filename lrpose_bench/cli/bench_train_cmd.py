@@ -188,7 +188,7 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     _sync(dev)
     compute_rate = steps * int(batch["image"].shape[0]) / (time.perf_counter() - t0)
     if profile:
-        _print_profile(trainer, batch, dev)
+        _print_profile(trainer, batch, dev, steps=min(steps, 5))
     from lrpose_bench.models import model_cost
 
     cost = model_cost(trainer.model, geometry.crop_size, device=dev, repeats=1)
@@ -220,14 +220,14 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
-def _print_profile(trainer: Any, batch: dict[str, Any], dev: Any) -> None:
-    """torch.profiler over 5 training steps: the operators with the most self time (device, else CPU)."""
+def _print_profile(trainer: Any, batch: dict[str, Any], dev: Any, steps: int = 5) -> None:
+    """torch.profiler over ``steps`` training steps: the operators with the most self time (device, else CPU)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        for _ in range(5):
+        for _ in range(steps):
             trainer.train_step(batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
