@@ -144,9 +144,11 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_embedded: Path, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_bench_train_prints_throughput_and_profile(tiny_embedded: Path) -> None:
     result = runner.invoke(app, ["bench", "train", "--data", str(tiny_embedded), "--method", "cal", "--res", "64x48",
-                                 "--steps", "1", "--warmup", "1", "--batch-size", "4", "--workers", "0", "--profile"])  # fmt: skip
+                                 "--steps", "1", "--warmup", "1", "--batch-size", "4", "--workers", "0", "--profile",
+                                 "--train-profile", "quick"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "cal + tiny at 64x48, batch 4, amp off" in result.output
+    assert ", channels-last:" in result.output  # the quick profile's memory format, as `lrpose run` trains
     for line in ("training", "data loading"):
         rate = [ln for ln in result.output.splitlines() if ln.strip().startswith(line)][0]
         assert float(rate.split()[1 if line == "training" else 2]) > 0

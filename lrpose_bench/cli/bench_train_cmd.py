@@ -48,11 +48,13 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
         data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         amp: Optional[str] = typer.Option(None, "--amp", help="off | bf16 | fp16 (default: the profile's)."),
-        channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory format (CPU and CUDA)."),
+        channels_last: Optional[bool] = typer.Option(
+            None, "--channels-last/--no-channels-last", help="NHWC memory format, CPU and CUDA (default: the profile's: "
+            "quick trains channels-last)."),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training model (as --hp compile=true)."),
         cudnn_benchmark: bool = typer.Option(True, "--cudnn-benchmark/--no-cudnn-benchmark",
                                              help="Let cuDNN time its convolution algorithms (CUDA)."),
-        profile: bool = typer.Option(False, "--profile", help="Also print torch.profiler's top operators over 5 steps."),
+        profile: bool = typer.Option(False, "--profile", help="Also print torch.profiler's top operators over min(--steps, 5) steps."),
     ) -> None:
         """Print training images/s (clock around data + step), compute-only and data-loading-only images/s."""
         size = parse_res(res)
@@ -100,7 +102,7 @@ def _sync(dev: Any) -> None:
 def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps: int, batch_size: int | None,
            workers: int | None, options: dict[str, str] | None = None, warmup: int = 3, repeat: bool = True,
            threads: int = 0, train_profile: str | None = None, cache_images: bool | None = None,
-           data: Path | None = None, device: str = "auto", amp: str | None = None, channels_last: bool = False,
+           data: Path | None = None, device: str = "auto", amp: str | None = None, channels_last: bool | None = None,
            cudnn_benchmark: bool = True, profile: bool = False, compile_model: bool = False) -> None:  # fmt: skip
     import torch
 
@@ -116,9 +118,9 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     if train_profile is not None and train_profile not in PROFILES:
         raise UserError(f"--train-profile {train_profile!r}: valid profiles: {', '.join(PROFILES)}")
     profile_name = train_profile or ("quick" if is_embedded(data) else "paper")  # as `lrpose run`
-    overrides: dict[str, Any] = {"channels_last": channels_last, "cudnn_benchmark": cudnn_benchmark, "cpu_threads": threads,
-                                 "compile": compile_model}
-    for key, value in (("batch_size", batch_size), ("workers", workers), ("amp", amp), ("cache_images", cache_images)):
+    overrides: dict[str, Any] = {"cudnn_benchmark": cudnn_benchmark, "cpu_threads": threads, "compile": compile_model}
+    for key, value in (("batch_size", batch_size), ("workers", workers), ("amp", amp), ("cache_images", cache_images),
+                       ("channels_last", channels_last)):
         if value is not None:
             overrides[key] = value
     config = make_config(profile_name, overrides)
