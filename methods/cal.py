@@ -284,7 +284,14 @@ class CALMGMMethod(CALMethod):
     ``n_components=1`` to reproduce it). The mask is the density ``/`` its maximum (peak 1), drawn in a
     ``mask_size`` square (7, released) around each joint's integer peak, evaluated at each pixel's exact
     offset from the joint (``mask_subpixel``; false = integer offsets from the peak, as released), and
-    multiplies the disc mask of the offset loss.
+    multiplies the disc mask of the offset loss (the release uses the mask alone; inside the 7x7 patch
+    the two differ only in the four corners, outside the radius-4 disc).
+
+    How wide the mask is decides how much offset loss stage 2 keeps. With the default mixture the main
+    component takes the correct argmaxes (sub-pixel spread, ~0.1 px^2) and the others the gross errors,
+    so the mask is nearly one pixel wide: on the embedded data it keeps 0.13x of stage 1's weight per
+    joint at 128x96 and 0.47x at 64x48. The release's single Gaussian over every error, gross ones
+    included, is broad instead. ``lrpose plot offsets`` prints a run's figures (``stage_offset_weights``).
     """
 
     name = "cal_mgm"
@@ -404,10 +411,24 @@ class CALMGMMethod(CALMethod):
                 self._fit(errors)
         if self._mixture is None:
             return disc
+        return self._mgm_weight(targets, self._mixture)
+
+    def _mgm_weight(self, targets: Mapping[str, torch.Tensor], mixture: Mixture2D) -> torch.Tensor:
+        """Stage 2's weight ``(B, K, h, w)``: the disc times the MGM of ``mixture`` around each joint."""
+        disc = targets["offset_mask"]
         h, w = disc.shape[-2:]
-        mgm = render_mask(self._mixture, targets["centres"].detach(), (w, h), self.options.mask_size,
-                          self.options.mask_subpixel)
+        mgm = render_mask(mixture, targets["centres"].detach(), (w, h), self.options.mask_size, self.options.mask_subpixel)
         return disc * mgm.to(disc.dtype)
+
+    def stage_offset_weights(
+        self, targets: Mapping[str, torch.Tensor], mixture: Mixture2D
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-pixel offset-loss weights ``(B, K, h, w)`` of both stages for the same ``targets``:
+        stage 1's (CAL's ``offset_weighting``) and stage 2's with ``mixture`` (the disc times its MGM).
+
+        A diagnostic (``lrpose plot offsets`` sums them per joint); training state is not touched.
+        """
+        return super().offset_weighting({}, targets), self._mgm_weight(targets, mixture)
 
     # ------------------------------------------------------------------ state
     @property

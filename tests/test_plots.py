@@ -28,6 +28,7 @@ from lrpose_bench.report.figures import (
     plot_training,
     size_fractions,
 )
+from lrpose_bench.report.offset_weight import offset_weight_mass
 from lrpose_bench.report.registry import aggregate, load_records
 from lrpose_bench.report.registry import ReportError
 from lrpose_bench.report.style import METHOD_STYLES, PNG_DPI, method_style
@@ -85,6 +86,7 @@ def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     out = tmp_path / "figures"
     result = runner.invoke(app, ["plot", "offsets", "--run", str(run / "record.json"), "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "offset-loss weight per joint (heatmap px^2): stage 1 6.2" in " ".join(result.output.split())
     png, pdf = out / "offsets_cal_mgm-128x96-s0.png", out / "offsets_cal_mgm-128x96-s0.pdf"
     size, spread = png_stats(png)
     assert size == (round(OFFSETS_FIGSIZE[1] * PNG_DPI), round(OFFSETS_FIGSIZE[0] * PNG_DPI))
@@ -95,6 +97,7 @@ def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     plain = make_run(tmp_path / "runs" / "plain", mgm=None)
     result = runner.invoke(app, ["plot", "offsets", "--run", str(plain), "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "offset-loss weight" not in result.output
     a, b = mpimg.imread(png), mpimg.imread(out / "offsets_plain.png")
     assert a.shape == b.shape and np.abs(a - b).mean() > 1e-3
 
@@ -115,6 +118,11 @@ def test_plot_offsets_series(tmp_path: Path) -> None:
     np.testing.assert_allclose(series["edges"], -series["edges"][::-1])
     np.testing.assert_allclose(series["mgm_weights"], MGM["weights"])
     np.testing.assert_allclose(series["mgm_means"], MGM["means"])
+    mass = offset_weight_mass(run)  # the MGM diagnostic, for the run's method and resolution
+    assert float(series["offset_weight_stage1"]) == pytest.approx(mass.stage1)
+    assert float(series["offset_weight_stage2"]) == pytest.approx(mass.stage2)
+    assert mass.stage2 < mass.stage1  # the fixture's mixture is narrow: sd 0.3-0.7 px
+    assert 0 < float(series["nearest_share_stage1"]) < float(series["nearest_share_stage2"]) <= 1
     assert "mgm_weights" not in plot_offsets(make_run(tmp_path / "runs" / "plain", mgm=None), tmp_path / "f2").series
 
 

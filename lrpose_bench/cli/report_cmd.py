@@ -56,7 +56,11 @@ def plot_offsets(
     run: Path = typer.Option(..., "--run", help="Run folder (or its record.json) holding coarse_errors.npz (and method.json for MGM runs)."),
     out: Path = typer.Option(Path("results/figures"), "--out", help="Folder the figure is written to (offsets_<run>.png/.pdf)."),
 ) -> None:
-    """Coarse-prediction errors of a run: 2-D histogram with marginals, fitted Gaussian, MGM components, size bins."""
+    """Coarse-prediction errors of a run: 2-D histogram with marginals, fitted Gaussian, MGM components, size bins.
+
+    For CAL + MGM runs it also prints how much offset-loss weight a joint gets in each stage (summed over
+    the heatmap), the stage-1 weighting against the disc times the fitted MGM.
+    """
     from lrpose_bench.report.figures import plot_offsets as draw
 
     def _draw() -> list[Path]:
@@ -73,6 +77,15 @@ def plot_offsets(
 
     paths = run_guarded(_draw)
     console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    series = getattr(paths, "series", {})
+    if "offset_weight_stage1" in series:
+        s1, s2 = float(series["offset_weight_stage1"]), float(series["offset_weight_stage2"])
+        console.print(
+            f"offset-loss weight per joint (heatmap px^2): stage 1 {s1:.2f}, stage 2 with the MGM {s2:.2f} "
+            f"({s2 / s1:.2f}x); share on the nearest pixel {100 * float(series['nearest_share_stage1']):.0f} % / "
+            f"{100 * float(series['nearest_share_stage2']):.0f} %",
+            highlight=False,
+        )
 
 
 @plot_app.command("predictions")

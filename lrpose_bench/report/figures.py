@@ -197,13 +197,18 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
 
     ``series`` (heatmap px): ``edges`` (bin edges, both axes), ``hist2d (x bins, y bins)`` counts,
     ``mean (2,)``, ``cov (2,2)`` of the single Gaussian, ``size_edges``, ``observed_pct`` and
-    ``expected_pct`` per size bin, ``n`` errors; MGM runs add ``mgm_weights``, ``mgm_means``, ``mgm_covariances``.
+    ``expected_pct`` per size bin, ``n`` errors; MGM runs add ``mgm_weights``, ``mgm_means``, ``mgm_covariances``
+    and, with a record, each stage's offset-loss weight per joint (``offset_weight_stage1/2``, heatmap px^2)
+    and its share on the nearest pixel (``nearest_share_stage1/2``; :mod:`lrpose_bench.report.offset_weight`).
     """
     from matplotlib.figure import Figure
+
+    from lrpose_bench.report.offset_weight import offset_weight_mass  # torch: only for MGM runs
 
     run_dir = resolve_run_dir(run)
     errors = load_coarse_errors(run_dir)
     mgm = load_mgm(run_dir)
+    weight_mass = offset_weight_mass(run_dir) if mgm is not None else None
     mean, cov = fit_gaussian(errors)
     title = _run_title(run_dir)
 
@@ -289,7 +294,9 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
         ax_info.text(
             0.0, 1.0,
             f"N = {len(errors)}\nmean ({mean[0]:+.2f}, {mean[1]:+.2f}) px\n"
-            f"std ({std[0]:.2f}, {std[1]:.2f}) px\nρ = {cov[0, 1] / max(std[0] * std[1], 1e-12):+.2f}",
+            f"std ({std[0]:.2f}, {std[1]:.2f}) px\nρ = {cov[0, 1] / max(std[0] * std[1], 1e-12):+.2f}"
+            + ("" if weight_mass is None else
+               f"\noffset weight / joint\n  stage 1 {weight_mass.stage1:.2f}\n  MGM {weight_mass.stage2:.2f} ({weight_mass.ratio:.2f}x)"),
             transform=ax_info.transAxes, ha="left", va="top", fontsize=6,
         )
         fig.suptitle(title, fontsize=8.5)
@@ -299,6 +306,12 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
         }  # fmt: skip
         if mgm is not None:
             series |= {"mgm_weights": mgm.weights, "mgm_means": mgm.means, "mgm_covariances": mgm.covariances}
+        if weight_mass is not None:
+            series |= {
+                "offset_weight_stage1": np.array(weight_mass.stage1), "offset_weight_stage2": np.array(weight_mass.stage2),
+                "nearest_share_stage1": np.array(weight_mass.stage1_nearest),
+                "nearest_share_stage2": np.array(weight_mass.stage2_nearest),
+            }  # fmt: skip
         return PlotResult(save_figure(fig, Path(out_dir) / (name or f"offsets_{run_dir.name}")), series)
 
 

@@ -1,0 +1,130 @@
+"""How much offset-loss weight a joint gets in each training stage: the MGM diagnostic.
+
+CAL + MGM replaces CAL's per-pixel offset-loss weight (stage 1) by the disc times the Mixture Gaussian
+Mask (stage 2). The mask is peak-normalised (:mod:`lrpose_bench.mixture`), so its *total* weight depends
+on how wide the fitted mixture is: a mixture whose main component only covers the sub-pixel spread of a
+correct argmax puts almost all of a joint's weight on its nearest pixel and shrinks the offset term; one
+Gaussian fitted to every error, gross ones included, spreads it over the whole patch. This module builds
+both stages' weight maps for the same joints, from a run's record (method and options) and its fitted
+mixture (``method.json``), and sums them per joint.
+
+Units: weights are per heatmap pixel (dimensionless, peak 1 for CAL's ``G = B*C`` and for the MGM); a
+joint's *weight mass* is their sum over the heatmap, i.e. heatmap px^2 of full weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from lrpose_bench.io import read_json
+from lrpose_bench.report.registry import ReportError
+
+if TYPE_CHECKING:
+    from lrpose_bench.method import Geometry, PoseMethod
+    from lrpose_bench.mixture import Mixture2D
+
+
+@dataclass(frozen=True)
+class OffsetWeightMass:
+    """Per-joint offset-loss weight of both stages, means over ``n_joints`` sub-pixel joint positions.
+
+    ``stage1`` / ``stage2``: the weight summed over the heatmap (heatmap px^2); ``*_nearest``: the share of
+    it on the joint's nearest pixel (0-1).
+    """
+
+    stage1: float
+    stage2: float
+    stage1_nearest: float
+    stage2_nearest: float
+    n_joints: int
+
+    @property
+    def ratio(self) -> float:
+        """``stage2 / stage1``: how much the MGM scales a joint's offset-loss weight."""
+        return self.stage2 / self.stage1 if self.stage1 > 0 else float("nan")
+
+    def summary(self) -> str:
+        """One line for the console and the README."""
+        return (
+            f"offset-loss weight per joint (sum over the heatmap, mean of {self.n_joints} sub-pixel positions): "
+            f"stage 1 {self.stage1:.2f}, stage 2 (MGM) {self.stage2:.2f} = {self.ratio:.2f}x; "
+            f"on the nearest pixel {100 * self.stage1_nearest:.0f} % / {100 * self.stage2_nearest:.0f} %"
+        )
+
+
+def joint_grid_centres(heatmap_size: tuple[int, int], n: int = 4096, seed: int = 0) -> torch.Tensor:
+    """``(n, 1, 2)`` joints (heatmap px, float64) spread uniformly over the 2 x 2 px square at the map's
+    centre: every sub-pixel phase, away from the borders."""
+    w, h = heatmap_size
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=torch.float64)
+    return (centre + 2.0 * torch.rand(n, 1, 2, generator=g, dtype=torch.float64) - 1.0)
+
+
+def offset_weight_mass(run: str | Path, n: int = 4096, seed: int = 0) -> OffsetWeightMass | None:
+    """Both stages' offset-loss weight per joint for a run (folder or its ``record.json``).
+
+    ``None`` when the run has no ``record.json``, its method has no staged offset weighting (no
+    ``stage_offset_weights``) or it holds no fitted mixture (``method.json`` without ``mgm``). Raises
+    :class:`ReportError` for a record without method or resolution, or a mixture with bad fields.
+    """
+    from lrpose_bench.method import build_method
+    from lrpose_bench.mixture import Mixture2D, mixture_peak
+
+    path = Path(run)
+    run_dir = path.parent if path.name == "record.json" else path
+    if not (run_dir / "record.json").is_file():
+        return None  # the method and its options are unknown
+    record = read_json(run_dir / "record.json", "run record")
+    try:
+        name, options, resolution = record["method"]["name"], record["method"]["options"], record["resolution"]
+        h, w = (int(v) for v in str(resolution).lower().split("x"))
+    except (KeyError, TypeError, ValueError):
+        raise ReportError(f"{run_dir / 'record.json'}: needs 'method.name', 'method.options' and 'resolution' (HxW)") from None
+    try:
+        method = build_method(name, options)
+    except (KeyError, ValueError) as exc:
+        raise ReportError(f"{run_dir / 'record.json'}: cannot rebuild method {name!r} from its options ({exc})") from None
+    if not hasattr(method, "stage_offset_weights"):
+        return None
+    artifacts_path = run_dir / "method.json"
+    mgm = read_json(artifacts_path, "method artifacts").get("mgm") if artifacts_path.is_file() else None
+    if mgm is None:
+        return None
+    try:
+        # peak_density and n_samples are written by the method; recompute the peak if a file lacks it
+        peak = mgm.get("peak_density") or mixture_peak(
+            np.asarray(mgm["weights"], np.float64), np.asarray(mgm["means"], np.float64),
+            np.asarray(mgm["covariances"], np.float64))
+        mixture = Mixture2D.from_dict({"n_samples": 0, **mgm, "peak_density": peak})
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ReportError(f"{artifacts_path}: field 'mgm' is not a fitted mixture ({exc})") from None
+
+    geometry = method.geometry((w, h))
+    return stage_weight_mass(method, mixture, geometry, joint_grid_centres(geometry.heatmap_size, n, seed))
+
+
+def stage_weight_mass(
+    method: "PoseMethod", mixture: "Mixture2D", geometry: "Geometry", centres: torch.Tensor
+) -> OffsetWeightMass:
+    """Both stages' weight per joint for joints ``centres (n, 1, 2)`` (heatmap px) of ``method`` (one with
+    ``stage_offset_weights``) at ``geometry``, stage 2 with ``mixture`` (:class:`~lrpose_bench.mixture.Mixture2D`)."""
+    n = centres.shape[0]
+    keypoints = geometry.crop_to_heatmap.inverse(centres)  # crop px
+    with torch.no_grad():
+        targets = method.encode(keypoints, torch.ones(centres.shape[:2]), geometry)
+        stage1, stage2 = method.stage_offset_weights(targets, mixture)
+    nearest = torch.floor(targets["centres"] + 0.5).long()  # (n, 1, 2): x, y of the nearest pixel
+
+    def mass_and_share(weight: torch.Tensor) -> tuple[float, float]:
+        mass = weight.sum((-1, -2))  # (n, 1)
+        at = weight[torch.arange(n)[:, None], torch.zeros(n, 1, dtype=torch.long), nearest[..., 1], nearest[..., 0]]
+        return float(mass.mean()), float((at / mass.clamp_min(1e-12)).mean())
+
+    (m1, s1), (m2, s2) = mass_and_share(stage1.double()), mass_and_share(stage2.double())
+    return OffsetWeightMass(m1, m2, s1, s2, n)
