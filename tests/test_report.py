@@ -136,6 +136,39 @@ def test_option_labels_name_options_that_vary(tmp_path: Path) -> None:
     assert len(agg.query("experiment == 'exp'")) == 2
 
 
+def test_budget_labels_keep_budgets_apart(tmp_path: Path) -> None:
+    """Runs that differ only in their training budget are separate rows, never seeds of one row."""
+    root = tmp_path / "runs"
+
+    def rec(run_id: str, epochs: int | None, resolution: str = "64x48", seed: int = 0, **kw: object) -> dict:
+        r = make_record(run_id, method="toy", resolution=resolution, seed=seed, **kw)
+        if epochs is None:
+            del r["hparams"]["epochs"]  # an older record: no budget to split on
+        else:
+            r["hparams"]["epochs"] = epochs
+        return r
+
+    put(root, rec("short", 6, ap=0.4))
+    put(root, rec("short_s1", 6, seed=1, ap=0.42))
+    put(root, rec("long", 25, ap=0.7))
+    put(root, rec("other_res", 100, resolution="128x96"))  # another resolution's budget: no split
+    put(root, rec("k_long", 25, options={"k": 2}, experiment="opt"))
+    put(root, rec("k_short", 6, options={"k": 2}, experiment="opt"))
+    put(root, rec("k_other", 6, options={"k": 3}, experiment="opt"))
+    put(root, rec("old", None, experiment="old"))
+    put(root, rec("new", 25, experiment="old", seed=1))
+    frame = load_records(root).set_index("run_id")
+    assert frame.loc["short", "label"] == frame.loc["short_s1", "label"] == "epochs=6"
+    assert frame.loc["long", "label"] == "epochs=25"
+    assert frame.loc["other_res", "label"] == ""
+    assert frame.loc["k_long", "label"] == "k=2, epochs=25" and frame.loc["k_short", "label"] == "k=2, epochs=6"
+    assert frame.loc["k_other", "label"] == "k=3"
+    assert frame.loc["old", "label"] == frame.loc["new", "label"] == ""
+    agg = aggregate(load_records(root)).query("experiment == 'exp' and resolution == '64x48'").set_index("label")
+    assert agg.loc["epochs=6", "n"] == 2 and agg.loc["epochs=6", "AP_mean"] == pytest.approx(0.41)
+    assert agg.loc["epochs=25", "n"] == 1
+
+
 def test_option_labels_leave_out_defaults() -> None:
     from lrpose_bench.method import METHODS
 

@@ -26,6 +26,10 @@ from lrpose_bench.records import COCO_STAT_NAMES, RecordError, iter_records
 GROUP_KEYS: tuple[str, ...] = (
     "experiment", "method", "label", "backbone", "resolution", "dataset", "boxes", "profile",
 )
+#: Training-budget hyper-parameters (record ``hparams``) that make a separate row when they differ between
+#: runs of one method, options and resolution in one experiment (e.g. SR + heatmap at equal compute and at
+#: equal epochs); they are never averaged together as if they were seeds.
+BUDGET_KEYS: tuple[str, ...] = ("epochs", "batch_size", "lr")
 #: Name used for records whose ``experiment`` is null.
 NO_EXPERIMENT = "adhoc"
 #: Row columns of the keypoint error types (fractions of labelled joints; NaN for records without them).
@@ -80,6 +84,7 @@ def record_row(record: Mapping[str, Any], source: str) -> dict[str, Any]:
         "dataset_hash": str(dataset.get("hash") or ""),
         "boxes": record["boxes"],
         "profile": record["profile"],
+        "budget": {k: record["hparams"].get(k) for k in BUDGET_KEYS},
         "seed": record["seed"],
         **stats,
         **_error_types(record),
@@ -115,7 +120,7 @@ def load_records(runs_dir: str | Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     _refuse_duplicate_runs(frame)
     frame["dataset"] = dataset_labels(frame)
-    frame["label"] = option_labels(frame)
+    frame["label"] = with_budget_labels(frame, option_labels(frame))
     return frame
 
 
@@ -193,6 +198,27 @@ def option_labels(frame: pd.DataFrame) -> pd.Series:
                 items.append(f"{k}={_format_value(opts[k])}")
             labels[idx] = ", ".join(items) or "default"
     return labels
+
+
+def with_budget_labels(frame: pd.DataFrame, labels: pd.Series) -> pd.Series:
+    """``labels`` plus ``"epochs=N"`` (any of :data:`BUDGET_KEYS`) where runs of one method with the same
+    options at one resolution in one experiment were trained with different budgets.
+
+    A record without a key (older schema) never splits a group on it. The budget replaces a bare
+    ``"default"`` label and is appended to any other.
+    """
+    out = labels.copy()
+    for _, part in frame.groupby(["experiment", "method", "resolution", labels], sort=False):
+        for key in BUDGET_KEYS:
+            values = part["budget"].map(lambda b: b.get(key))
+            if values.dropna().map(_canonical).nunique() < 2:
+                continue
+            for idx, value in values.items():
+                if value is None:
+                    continue
+                text = f"{key}={_format_value(value)}"
+                out[idx] = text if out[idx] in ("", "default") else f"{out[idx]}, {text}"
+    return out
 
 
 def aggregate(frame: pd.DataFrame, stats: tuple[str, ...] = COCO_STAT_NAMES + ERROR_STATS) -> pd.DataFrame:
