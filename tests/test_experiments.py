@@ -85,9 +85,16 @@ def test_shipped_files_cover_the_issue() -> None:
     # every run contiguous, as the committed records were trained
     assert all(r.hparams == {"channels_last": False} for r in embedded if r.method != "sr_heatmap")
     assert all(r.hparams["channels_last"] is False for r in embedded)
-    sr = {r.resolution: r for r in embedded if r.method == "sr_heatmap"}
+    sr = {r.name: r for r in embedded if r.method == "sr_heatmap"}
     assert all(r.sr == {"model": "bicubic", "scale": 2} for r in sr.values())
-    assert sr["64x48"].hparams["epochs"] == 25 and sr["128x96"].hparams["epochs"] == 6
+    assert sr["sr_bicubic"].resolution == "64x48" and sr["sr_bicubic"].hparams["epochs"] == 25
+    assert sr["sr_bicubic_128"].resolution == "128x96" and sr["sr_bicubic_128"].hparams["epochs"] == 6
+    # and with the other rows' epochs (the quick profile's budget, 4x their compute), as the paper trains it
+    assert sr["sr_bicubic_epochs"].resolution == "64x48" and sr["sr_bicubic_128_epochs"].resolution == "128x96"
+    assert "epochs" not in sr["sr_bicubic_epochs"].hparams and "epochs" not in sr["sr_bicubic_128_epochs"].hparams
+    # the release's MGM mask beside our default mixture (why CAL + MGM stays below CAL)
+    released_mask = {"n_components": 1, "fit_scope": "batch", "mask_subpixel": False}
+    assert all(by_name[("cal_mgm_released_mask", res)].options == released_mask for res in ("64x48", "128x96"))
     sweep = expand(load_experiment(REPO / "experiments" / "resolution_sweep.toml"))
     assert {r.method for r in sweep} == set(METHODS)
     main = expand(load_experiment(REPO / "experiments" / "lowres_128x96.toml"))
