@@ -82,7 +82,7 @@ def plot_offsets(
         s1, s2 = float(series["offset_weight_stage1"]), float(series["offset_weight_stage2"])
         console.print(
             f"offset-loss weight per joint (heatmap px^2): stage 1 {s1:.2f}, stage 2 with the MGM {s2:.2f} "
-            f"({s2 / s1:.2f}x); share on the nearest pixel {100 * float(series['nearest_share_stage1']):.0f} % / "
+            f"({s2 / s1 if s1 > 0 else float('nan'):.2f}x); share on the nearest pixel {100 * float(series['nearest_share_stage1']):.0f} % / "
             f"{100 * float(series['nearest_share_stage2']):.0f} %",
             highlight=False,
         )

@@ -201,14 +201,16 @@ def option_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 def with_budget_labels(frame: pd.DataFrame, labels: pd.Series) -> pd.Series:
-    """``labels`` plus ``"epochs=N"`` (any of :data:`BUDGET_KEYS`) where runs of one method with the same
-    options at one resolution in one experiment were trained with different budgets.
+    """``labels`` plus ``"epochs=N"`` (any of :data:`BUDGET_KEYS`) where runs that share every other
+    grouping key (:data:`GROUP_KEYS`: method, options, backbone, resolution, data, profile) were trained
+    with different budgets.
 
     A record without a key (older schema) never splits a group on it. The budget replaces a bare
     ``"default"`` label and is appended to any other.
     """
     out = labels.copy()
-    for _, part in frame.groupby(["experiment", "method", "resolution", labels], sort=False):
+    same = ["experiment", "method", "backbone", "resolution", "dataset", "boxes", "profile"]
+    for _, part in frame.groupby([*same, labels], sort=False):
         for key in BUDGET_KEYS:
             values = part["budget"].map(lambda b: b.get(key))
             if values.dropna().map(_canonical).nunique() < 2:
