@@ -90,7 +90,11 @@ def test_offset_weight_mass_from_a_run(tmp_path: Path) -> None:
     # nothing to say: no mixture, a method without staged offset weights, no record
     assert offset_weight_mass(_mgm_run(tmp_path / "unfitted", None)) is None
     assert offset_weight_mass(_mgm_run(tmp_path / "heatmap", narrow, method="heatmap")) is None
-    assert offset_weight_mass(tmp_path / "nowhere") is None
+    no_record = tmp_path / "no_record"
+    no_record.mkdir()
+    assert offset_weight_mass(no_record) is None
+    with pytest.raises(ReportError, match=r"run not found: .*nowhere"):
+        offset_weight_mass(tmp_path / "nowhere")
     bad = _mgm_run(tmp_path / "bad", {"weights": [1.0], "means": [[0.0]], "covariances": [[[1.0]]]})
-    with pytest.raises(ReportError, match=r"method.json: field 'mgm' is not a fitted mixture"):
+    with pytest.raises(ReportError, match=r"method.json: field 'mgm' has weights \(1,\), means \(1, 1\)"):
         offset_weight_mass(bad)

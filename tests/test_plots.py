@@ -86,7 +86,9 @@ def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     out = tmp_path / "figures"
     result = runner.invoke(app, ["plot", "offsets", "--run", str(run / "record.json"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "offset-loss weight per joint (heatmap px^2): stage 1 6.2" in " ".join(result.output.split())
+    line = " ".join(result.output.split())
+    assert "offset-loss weight per joint (sum over the heatmap, mean of 4096 sub-pixel positions): stage 1 6.2" in line
+    assert "stage 2 (MGM)" in line and "on the nearest pixel" in line
     png, pdf = out / "offsets_cal_mgm-128x96-s0.png", out / "offsets_cal_mgm-128x96-s0.pdf"
     size, spread = png_stats(png)
     assert size == (round(OFFSETS_FIGSIZE[1] * PNG_DPI), round(OFFSETS_FIGSIZE[0] * PNG_DPI))

@@ -79,13 +79,12 @@ def plot_offsets(
     console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
     series = getattr(paths, "series", {})
     if "offset_weight_stage1" in series:
-        s1, s2 = float(series["offset_weight_stage1"]), float(series["offset_weight_stage2"])
-        console.print(
-            f"offset-loss weight per joint (heatmap px^2): stage 1 {s1:.2f}, stage 2 with the MGM {s2:.2f} "
-            f"({s2 / s1 if s1 > 0 else float('nan'):.2f}x); share on the nearest pixel {100 * float(series['nearest_share_stage1']):.0f} % / "
-            f"{100 * float(series['nearest_share_stage2']):.0f} %",
-            highlight=False,
-        )
+        from lrpose_bench.report.offset_weight import OffsetWeightMass
+
+        mass = OffsetWeightMass(*(float(series[k]) for k in (
+            "offset_weight_stage1", "offset_weight_stage2", "nearest_share_stage1", "nearest_share_stage2")),
+            n_joints=int(series["offset_weight_joints"]))  # fmt: skip
+        console.print(mass.summary(), highlight=False)
 
 
 @plot_app.command("predictions")

@@ -199,7 +199,8 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
     ``mean (2,)``, ``cov (2,2)`` of the single Gaussian, ``size_edges``, ``observed_pct`` and
     ``expected_pct`` per size bin, ``n`` errors; MGM runs add ``mgm_weights``, ``mgm_means``, ``mgm_covariances``
     and, with a record, each stage's offset-loss weight per joint (``offset_weight_stage1/2``, heatmap px^2)
-    and its share on the nearest pixel (``nearest_share_stage1/2``; :mod:`lrpose_bench.report.offset_weight`).
+    and its share on the nearest pixel (``nearest_share_stage1/2``), over ``offset_weight_joints`` sub-pixel
+    joint positions (:mod:`lrpose_bench.report.offset_weight`).
     """
     from matplotlib.figure import Figure
 
@@ -311,6 +312,7 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
                 "offset_weight_stage1": np.array(weight_mass.stage1), "offset_weight_stage2": np.array(weight_mass.stage2),
                 "nearest_share_stage1": np.array(weight_mass.stage1_nearest),
                 "nearest_share_stage2": np.array(weight_mass.stage2_nearest),
+                "offset_weight_joints": np.array(weight_mass.n_joints),
             }  # fmt: skip
         return PlotResult(save_figure(fig, Path(out_dir) / (name or f"offsets_{run_dir.name}")), series)
 

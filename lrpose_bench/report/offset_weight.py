@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from lrpose_bench.io import read_json
@@ -75,9 +74,9 @@ def offset_weight_mass(run: str | Path, n: int = 4096, seed: int = 0) -> OffsetW
     """
     from lrpose_bench.method import build_method
     from lrpose_bench.mixture import Mixture2D, mixture_peak
+    from lrpose_bench.report.figures import load_mgm, resolve_run_dir
 
-    path = Path(run)
-    run_dir = path.parent if path.name == "record.json" else path
+    run_dir = resolve_run_dir(run)
     if not (run_dir / "record.json").is_file():
         return None  # the method and its options are unknown
     record = read_json(run_dir / "record.json", "run record")
@@ -92,18 +91,11 @@ def offset_weight_mass(run: str | Path, n: int = 4096, seed: int = 0) -> OffsetW
         raise ReportError(f"{run_dir / 'record.json'}: cannot rebuild method {name!r} from its options ({exc})") from None
     if not hasattr(method, "stage_offset_weights"):
         return None
-    artifacts_path = run_dir / "method.json"
-    mgm = read_json(artifacts_path, "method artifacts").get("mgm") if artifacts_path.is_file() else None
-    if mgm is None:
+    spec = load_mgm(run_dir)  # checks the fields and shapes
+    if spec is None:
         return None
-    try:
-        # peak_density and n_samples are written by the method; recompute the peak if a file lacks it
-        peak = mgm.get("peak_density") or mixture_peak(
-            np.asarray(mgm["weights"], np.float64), np.asarray(mgm["means"], np.float64),
-            np.asarray(mgm["covariances"], np.float64))
-        mixture = Mixture2D.from_dict({"n_samples": 0, **mgm, "peak_density": peak})
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ReportError(f"{artifacts_path}: field 'mgm' is not a fitted mixture ({exc})") from None
+    peak = mixture_peak(spec.weights, spec.means, spec.covariances)
+    mixture = Mixture2D(spec.weights, spec.means, spec.covariances, peak, 0)
 
     geometry = method.geometry((w, h))
     return stage_weight_mass(method, mixture, geometry, joint_grid_centres(geometry.heatmap_size, n, seed))
