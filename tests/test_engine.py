@@ -3,7 +3,10 @@ checkpoint round trips, single-process distributed helpers."""
 
 from __future__ import annotations
 
+import copy
+import inspect
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -163,3 +166,30 @@ def test_quick_profile_scales_epochs_by_pixel_budget() -> None:
     assert effective_config("paper", {}, (48, 64)).epochs == 210  # no budget in the paper recipe
     big = TrainConfig(epochs=4, lr_steps=(3,), reference_pixels=100).for_resolution((20, 20))
     assert (big.epochs, big.lr_steps) == (1, (1,))  # 4 * 100/400 = 1 epoch, steps clipped into it
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizer_is_fused_on_cpu_and_steps_as_the_loop(name: str) -> None:
+    from lrpose_bench.engine.trainer import Trainer, _fusable
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))  # no bias with
+    # a zero gradient (a bias before BN), whose update is sign(rounding noise) * lr for Adam
+    config = make_config("quick", {"optimizer": name, "weight_decay": 1e-4})
+    opt = Trainer._make_optimizer(SimpleNamespace(config=config, model=model))
+    assert opt.defaults["fused"] is True
+    loop_model = copy.deepcopy(model)
+    accepted = inspect.signature(type(opt)).parameters
+    loop = type(opt)(loop_model.parameters(), **{k: v for k, v in opt.defaults.items() if k in accepted and k != "fused"})
+    assert not loop.defaults["fused"]
+    for _ in range(3):
+        x = torch.randn(2, 3, 8, 8)
+        for m, o in ((model, opt), (loop_model, loop)):
+            o.zero_grad()
+            (m(x) - 1).square().mean().backward()  # every gradient well away from 0
+            o.step()
+    for p, q in zip(model.parameters(), loop_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=2e-5)  # 1 % of one step (lr 2e-3): the fused
+        # kernel rounds differently, which shows where |grad| is near eps
+    assert not _fusable([torch.zeros(2, dtype=torch.long)])
+    assert not _fusable([])

@@ -15,6 +15,7 @@ import math
 import os
 import struct
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -649,20 +650,26 @@ class CocoPoseDataset(torch.utils.data.Dataset):
                 f"(limit {MAX_IMAGE_CACHE_BYTES / 2**30:.0f} GiB); set the hyper-parameter cache_images=false"
             )
         self._cache = {}
-        for i in used:
-            if int(i) in self._bad:
-                self._cache[int(i)] = None
+        pending: dict[tuple, int] = {}  # decoded-cache key -> image index, for images not decoded yet
+        keys: dict[int, tuple] = {}
+        for i in map(int, used):
+            if i in self._bad:
+                self._cache[i] = None
                 continue
-            path = self.image_dir / self.image_files[int(i)]
+            path = self.image_dir / self.image_files[i]
             try:
                 st = path.stat()
             except OSError:
-                self._cache[int(i)] = self._decode(int(i))  # missing: warns once, sample has ok=False
+                self._cache[i] = self._decode(i)  # missing: warns once, sample has ok=False
                 continue
-            key = (str(path), st.st_mtime_ns, st.st_size)
-            if key not in _DECODED:
-                _DECODED[key] = self._decode(int(i))
-            self._cache[int(i)] = _DECODED[key]
+            keys[i] = (str(path), st.st_mtime_ns, st.st_size)
+            if keys[i] not in _DECODED:
+                pending.setdefault(keys[i], i)
+        if pending:  # OpenCV decodes without the GIL: one thread per core
+            with ThreadPoolExecutor(max(1, min(len(pending), os.cpu_count() or 1))) as pool:
+                _DECODED.update(zip(pending, pool.map(self._decode, pending.values())))
+        for i, key in keys.items():
+            self._cache[i] = _DECODED[key]
 
     @property
     def coco(self):
