@@ -193,3 +193,23 @@ def test_optimizer_is_fused_on_cpu_and_steps_as_the_loop(name: str) -> None:
         # kernel rounds differently, which shows where |grad| is near eps
     assert not _fusable([torch.zeros(2, dtype=torch.long)])
     assert not _fusable([])
+
+
+@pytest.mark.parametrize("saved_fused", [False, True])
+def test_resumed_optimizer_keeps_this_process_kernel_choice(saved_fused: bool) -> None:
+    from lrpose_bench.engine.trainer import _keep_kernel_choice
+
+    def make(fused: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-2, **({"fused": True} if fused else {}))
+
+    model, opt = make(saved_fused)
+    (model(torch.randn(5, 4)) - 1).square().mean().backward()
+    opt.step()
+    _, resumed = make(not saved_fused)
+    resumed.load_state_dict(opt.state_dict())
+    assert bool(resumed.param_groups[0]["fused"]) == saved_fused  # torch copies the saved group's flag
+    _keep_kernel_choice(resumed)
+    assert bool(resumed.param_groups[0]["fused"]) == (not saved_fused)
+    assert all(s["step"].dtype == torch.float32 for s in resumed.state.values())

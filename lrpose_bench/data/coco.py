@@ -665,8 +665,10 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             keys[i] = (str(path), st.st_mtime_ns, st.st_size)
             if keys[i] not in _DECODED:
                 pending.setdefault(keys[i], i)
-        if pending:  # OpenCV decodes without the GIL: one thread per core
-            with ThreadPoolExecutor(max(1, min(len(pending), os.cpu_count() or 1))) as pool:
+        if pending:  # OpenCV decodes without the GIL: one thread per core this process may use
+            from lrpose_bench.engine.env import usable_cpus
+
+            with ThreadPoolExecutor(max(1, min(len(pending), usable_cpus()))) as pool:
                 _DECODED.update(zip(pending, pool.map(self._decode, pending.values())))
         for i, key in keys.items():
             self._cache[i] = _DECODED[key]

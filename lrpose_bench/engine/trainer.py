@@ -252,6 +252,7 @@ class Trainer:
         """Restore model, optimizer, scaler, method state, progress and RNGs from a checkpoint dict."""
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        _keep_kernel_choice(self.optimizer)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.method.load_state_dict(ckpt.get("method", {}))
@@ -547,6 +548,26 @@ class Trainer:
         vec = torch.cat(parts + [torch.tensor([float(images)], dtype=torch.float64, device=self.device)])
         values = D.all_reduce_sum(vec).tolist()
         return {"sums": dict(zip(keys, values[:-1])), "images": int(round(values[-1]))}
+
+
+def _keep_kernel_choice(optimizer: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict``: use this process's kernel choice, not the checkpoint's.
+
+    ``load_state_dict`` copies each saved parameter group whole, ``fused`` flag included, so a checkpoint
+    written by the per-tensor loop would resume on the loop (and a fused one would force the fused kernel
+    where :func:`_fusable` says no). Fused kernels want each ``step`` counter as a float32 tensor on its
+    parameter's device.
+    """
+    fused = optimizer.defaults.get("fused")
+    for group in optimizer.param_groups:
+        if "fused" in group:
+            group["fused"] = fused
+        if not fused:
+            continue
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if torch.is_tensor(step):
+                optimizer.state[p]["step"] = step.to(device=p.device, dtype=torch.float32)
 
 
 def _fusable(params: list[torch.Tensor]) -> bool:
