@@ -12,8 +12,9 @@ Mask normalisation: the mask is the density divided by the mixture's *global max
 fixed-point mode iteration started from every component mean), so it lies in ``(0, 1]`` and equals 1
 where the coarse prediction is most likely to land; it is a relative weight, independent of how peaked
 the fitted distribution is (a sharper fit does not inflate the offset loss). A sharper fit does shrink
-the mask's *total* weight, and with it the offset term: ``lrpose plot offsets`` prints a run's weight
-per joint in both stages (:mod:`lrpose_bench.report.offset_weight`).
+the mask's *total* weight, and with it the offset term (with CAL's default ``offset_reduction="pixels"``;
+``"mask"`` divides by that total): ``lrpose plot offsets`` prints a run's weight per joint in both stages
+(:mod:`lrpose_bench.report.offset_weight`).
 """
 
 from __future__ import annotations

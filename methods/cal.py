@@ -204,6 +204,12 @@ class CALMethod(PoseMethod):
             "weight": weight,
         }
 
+    @property
+    def offset_loss_normalised(self) -> bool:
+        """Whether the offset loss divides by its weights' sum (``offset_reduction="mask"``): then scaling the
+        weights leaves the offset term's scale unchanged."""
+        return self.options.offset_reduction == "mask"
+
     def offset_weighting(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Per-pixel weight ``(B, K, h, w)`` of the offset loss (MGM: see there): the disc, the
         Gaussian-weighted disc (peak 1), or the release's Gaussian mask (that divided by sigma)."""

@@ -67,9 +67,10 @@ def test_joint_grid_centres_cover_every_phase() -> None:
     assert torch.equal(c, joint_grid_centres((24, 32), n=4096, seed=0))
 
 
-def _mgm_run(folder: Path, mgm: dict | None, method: str = "cal_mgm", resolution: str = "128x96") -> Path:
+def _mgm_run(folder: Path, mgm: dict | None, method: str = "cal_mgm", resolution: str = "128x96",
+             options: dict | None = None) -> Path:
     folder.mkdir(parents=True)
-    write_record(folder, make_record(folder.name, method=method, resolution=resolution))
+    write_record(folder, make_record(folder.name, method=method, resolution=resolution, options=options or {}))
     if mgm is not None:
         (folder / "method.json").write_text(json.dumps({"mgm": mgm}))
     return folder
@@ -77,7 +78,8 @@ def _mgm_run(folder: Path, mgm: dict | None, method: str = "cal_mgm", resolution
 
 def test_offset_weight_mass_from_a_run(tmp_path: Path) -> None:
     """A narrow mixture (the sub-pixel spread of a correct argmax) shrinks a joint's weight; a wide one
-    (gross errors included) spreads it over the patch. ``peak_density`` is recomputed when absent."""
+    (gross errors included) spreads it over the patch. ``peak_density`` is always recomputed from the
+    mixture (a stored value is not read)."""
     narrow = {"weights": [1.0], "means": [[0.0, 0.0]], "covariances": [[[0.1, 0.0], [0.0, 0.1]]]}
     wide = {"weights": [1.0], "means": [[0.0, 0.0]], "covariances": [[[6.0, 0.0], [0.0, 4.0]]]}
     a = offset_weight_mass(_mgm_run(tmp_path / "narrow", narrow))
@@ -98,3 +100,24 @@ def test_offset_weight_mass_from_a_run(tmp_path: Path) -> None:
     bad = _mgm_run(tmp_path / "bad", {"weights": [1.0], "means": [[0.0]], "covariances": [[[1.0]]]})
     with pytest.raises(ReportError, match=r"method.json: field 'mgm' has weights \(1,\), means \(1, 1\)"):
         offset_weight_mass(bad)
+
+
+def test_offset_weight_mass_says_which_fit_and_whether_it_scales_the_loss(tmp_path: Path) -> None:
+    """A per-batch fit is named as the run's last one; with offset_reduction=mask the masses do not scale
+    the offset term (the loss divides by the weight's sum), and the summary says so."""
+    last_batch = {"weights": [1.0], "means": [[0.0, 0.0]], "covariances": [[[6.0, 0.0], [0.0, 4.0]]],
+                  "scope": "batch", "n_samples": 74, "n_fits": 456}
+    a = offset_weight_mass(_mgm_run(tmp_path / "batch", last_batch))
+    assert a is not None and not a.normalised
+    assert a.fit == "the last of 456 per-batch fits, 74 errors" and "[mixture: the last of 456" in a.summary()
+    b = offset_weight_mass(_mgm_run(tmp_path / "mask", {**last_batch, "scope": "epoch", "n_samples": 9000},
+                                    options={"offset_reduction": "mask"}))
+    assert b is not None and b.normalised and b.fit == "scope epoch, 9000 errors"
+    assert b.ratio == pytest.approx(a.ratio) and "the offset term keeps its scale" in b.summary()
+
+
+@pytest.mark.parametrize("cov", [[[0.0, 0.0], [0.0, 0.0]], [[-1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [0.0, 1.0]]])
+def test_offset_weight_mass_refuses_covariances_that_are_not_positive_definite(tmp_path: Path, cov: list) -> None:
+    run = _mgm_run(tmp_path / "run", {"weights": [1.0], "means": [[0.0, 0.0]], "covariances": [cov]})
+    with pytest.raises(ReportError, match=r"method.json: field 'mgm.covariances' must hold finite, symmetric, positive definite"):
+        offset_weight_mass(run)

@@ -103,6 +103,15 @@ def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     a, b = mpimg.imread(png), mpimg.imread(out / "offsets_plain.png")
     assert a.shape == b.shape and np.abs(a - b).mean() > 1e-3
 
+    # a record whose options this version cannot rebuild: the figure, without the per-stage weight
+    old = make_run(tmp_path / "runs" / "old")
+    record = json.loads((old / "record.json").read_text())
+    record["method"]["options"]["removed_option"] = 1
+    (old / "record.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match=r"offset-loss weight per stage left out: .*removed_option"):
+        result = plot_offsets(old, tmp_path / "old_figures")
+    assert len(result) == 2 and "offset_weight_stage1" not in result.series  # png and pdf
+
 
 @pytest.mark.slow
 def test_plot_offsets_series(tmp_path: Path) -> None:

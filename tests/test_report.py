@@ -23,7 +23,7 @@ from lrpose_bench.records import (
     write_record,
 )
 from lrpose_bench.report import aggregate, load_records, render_markdown, write_report
-from lrpose_bench.report.registry import ReportError, method_defaults, option_labels
+from lrpose_bench.report.registry import ReportError, has_budget, method_defaults, option_labels
 from lrpose_bench.report.tables import ReportTable, error_caption
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,6 +167,9 @@ def test_budget_labels_keep_budgets_apart(tmp_path: Path) -> None:
     agg = aggregate(load_records(root)).query("experiment == 'exp' and resolution == '64x48'").set_index("label")
     assert agg.loc["epochs=6", "n"] == 2 and agg.loc["epochs=6", "AP_mean"] == pytest.approx(0.41)
     assert agg.loc["epochs=25", "n"] == 1
+    # what the resolution plot reads to leave budget rows unjoined across resolutions
+    assert has_budget("epochs=6") and has_budget("k=2, epochs=25") and has_budget("lr=0.001")
+    assert not has_budget("k=2") and not has_budget("") and not has_budget("default") and not has_budget("k=epochs")
 
 
 def test_option_labels_leave_out_defaults() -> None:

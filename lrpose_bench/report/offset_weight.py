@@ -9,21 +9,24 @@ both stages' weight maps for the same joints, from a run's record (method and op
 mixture (``method.json``), and sums them per joint.
 
 Units: weights are per heatmap pixel (dimensionless, peak 1 for CAL's ``G = B*C`` and for the MGM); a
-joint's *weight mass* is their sum over the heatmap, i.e. heatmap px^2 of full weight.
+joint's *weight mass* is their sum over the heatmap, i.e. heatmap px^2 of full weight. The ratio of the
+stages' masses is the factor on the offset term for the default ``offset_reduction="pixels"`` (a mean over
+pixels); with ``"mask"`` the loss divides by the weight's sum and the factor is 1 whatever the mask.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import torch
 
 from lrpose_bench.io import read_json
 from lrpose_bench.report.registry import ReportError
 
 if TYPE_CHECKING:
+    import torch
+
     from lrpose_bench.method import Geometry, PoseMethod
     from lrpose_bench.mixture import Mixture2D
 
@@ -33,7 +36,9 @@ class OffsetWeightMass:
     """Per-joint offset-loss weight of both stages, means over ``n_joints`` sub-pixel joint positions.
 
     ``stage1`` / ``stage2``: the weight summed over the heatmap (heatmap px^2); ``*_nearest``: the share of
-    it on the joint's nearest pixel (0-1).
+    it on the joint's nearest pixel (0-1). ``normalised``: the loss divides by the weight's sum, so the
+    masses do not scale the offset term. ``fit``: which mixture stage 2 used (the scope and the errors it
+    was fitted to; ``fit_scope="batch"`` refits every mini-batch and the run keeps only its last fit).
     """
 
     stage1: float
@@ -41,24 +46,32 @@ class OffsetWeightMass:
     stage1_nearest: float
     stage2_nearest: float
     n_joints: int
+    normalised: bool = False
+    fit: str = ""
 
     @property
     def ratio(self) -> float:
-        """``stage2 / stage1``: how much the MGM scales a joint's offset-loss weight."""
+        """``stage2 / stage1``: the MGM's factor on a joint's offset-loss weight mass (on the offset term
+        too unless ``normalised``)."""
         return self.stage2 / self.stage1 if self.stage1 > 0 else float("nan")
 
     def summary(self) -> str:
         """One line for the console and the README."""
+        effect = ("; the loss divides by the weight's sum (offset_reduction=mask): the offset term keeps its "
+                  "scale" if self.normalised else "")
+        fit = f" [mixture: {self.fit}]" if self.fit else ""
         return (
             f"offset-loss weight per joint (sum over the heatmap, mean of {self.n_joints} sub-pixel positions): "
             f"stage 1 {self.stage1:.2f}, stage 2 (MGM) {self.stage2:.2f} = {self.ratio:.2f}x; "
-            f"on the nearest pixel {100 * self.stage1_nearest:.0f} % / {100 * self.stage2_nearest:.0f} %"
+            f"on the nearest pixel {100 * self.stage1_nearest:.0f} % / {100 * self.stage2_nearest:.0f} %{effect}{fit}"
         )
 
 
 def joint_grid_centres(heatmap_size: tuple[int, int], n: int = 4096, seed: int = 0) -> torch.Tensor:
     """``(n, 1, 2)`` joints (heatmap px, float64) spread uniformly over the 2 x 2 px square at the map's
     centre: every sub-pixel phase, away from the borders."""
+    import torch
+
     w, h = heatmap_size
     g = torch.Generator().manual_seed(seed)
     centre = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=torch.float64)
@@ -98,7 +111,18 @@ def offset_weight_mass(run: str | Path, n: int = 4096, seed: int = 0) -> OffsetW
     mixture = Mixture2D(spec.weights, spec.means, spec.covariances, peak, 0)
 
     geometry = method.geometry((w, h))
-    return stage_weight_mass(method, mixture, geometry, joint_grid_centres(geometry.heatmap_size, n, seed))
+    mass = stage_weight_mass(method, mixture, geometry, joint_grid_centres(geometry.heatmap_size, n, seed))
+    return dataclasses.replace(mass, fit=_fit_text(run_dir / "method.json"))
+
+
+def _fit_text(path: Path) -> str:
+    """``"scope once, 4474 errors"``, ``"the last of 456 per-batch fits, 74 errors"`` from a run's ``method.json``."""
+    mgm = read_json(path, "method artifacts").get("mgm") or {}
+    scope, n, fits = mgm.get("scope"), mgm.get("n_samples"), mgm.get("n_fits")
+    errors = f", {n} errors" if n is not None else ""
+    if scope == "batch":
+        return f"the last of {fits} per-batch fits{errors}" if fits is not None else f"the last per-batch fit{errors}"
+    return f"scope {scope}{errors}" if scope else errors.lstrip(", ")
 
 
 def stage_weight_mass(
@@ -106,6 +130,8 @@ def stage_weight_mass(
 ) -> OffsetWeightMass:
     """Both stages' weight per joint for joints ``centres (n, 1, 2)`` (heatmap px) of ``method`` (one with
     ``stage_offset_weights``) at ``geometry``, stage 2 with ``mixture`` (:class:`~lrpose_bench.mixture.Mixture2D`)."""
+    import torch
+
     n = centres.shape[0]
     keypoints = geometry.crop_to_heatmap.inverse(centres)  # crop px
     with torch.no_grad():
@@ -119,4 +145,4 @@ def stage_weight_mass(
         return float(mass.mean()), float((at / mass.clamp_min(1e-12)).mean())
 
     (m1, s1), (m2, s2) = mass_and_share(stage1.double()), mass_and_share(stage2.double())
-    return OffsetWeightMass(m1, m2, s1, s2, n)
+    return OffsetWeightMass(m1, m2, s1, s2, n, normalised=bool(getattr(method, "offset_loss_normalised", False)))

@@ -223,6 +223,11 @@ def with_budget_labels(frame: pd.DataFrame, labels: pd.Series) -> pd.Series:
     return out
 
 
+def has_budget(label: str) -> bool:
+    """Whether a row label (:func:`with_budget_labels`) names a training budget (``epochs=25``, ...)."""
+    return any(item.split("=", 1)[0].strip() in BUDGET_KEYS for item in str(label).split(",") if "=" in item)
+
+
 def aggregate(frame: pd.DataFrame, stats: tuple[str, ...] = COCO_STAT_NAMES + ERROR_STATS) -> pd.DataFrame:
     """Mean, sample standard deviation (ddof=1; NaN for one run) and ``n`` over seeds per setting.
 
