@@ -90,3 +90,43 @@ def test_flip_back_twice_is_identity_for_unbiased():
         twice = m.flip_back(m.flip_back(out, FLIP_INDEX), FLIP_INDEX)
         for k in out:
             assert torch.equal(twice[k], out[k]), (name, k)
+
+
+class _PerfectModel(torch.nn.Module):
+    """Answers the crops ``x0`` with the exact targets of ``kp`` and their mirror image with the mirrored,
+    left/right-swapped joints' targets: what a perfect network does under the flip test."""
+
+    def __init__(self, method, geo, x0: torch.Tensor, kp: torch.Tensor) -> None:
+        super().__init__()
+        self.method, self.geo, self.x0, self.kp = method, geo, x0, kp
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if torch.equal(x, self.x0):
+            kp = self.kp
+        else:
+            assert torch.equal(x, torch.flip(self.x0, dims=[-1])), "the flip test must mirror the crop"
+            kp = flip_points(self.kp, self.geo.crop_size[0])[:, list(FLIP_INDEX)]
+        targets = self.method.encode(kp, torch.ones(kp.shape[:2]), self.geo)
+        return {k: v.float() for k, v in self.method.targets_as_outputs(targets).items()}
+
+
+@pytest.mark.parametrize("name, opts", [("cal", {}), ("cal_mgm", {}), ("udp", {}), ("udp", {"offset_kernel": 1})])
+@pytest.mark.parametrize("res", [(96, 128), (48, 64)])
+def test_engine_flip_test_of_a_perfect_model_decodes_exactly(name, opts, res):
+    """The engine's flip test (mirror the crop, run the model, flip back, merge) on the offset methods:
+    the joints come back to float32 precision, so the x-offset sign, the left/right swap and the absence
+    of a pixel shift on offset fields are all right (joints kept ~2 heatmap px from the edges, where
+    UDP's mirrored offset blur is exact)."""
+    from lrpose_bench.engine.inference import predict_outputs
+
+    method = build_method(name, opts)
+    geo = method.geometry(res)
+    w, h = geo.crop_size
+    g = torch.Generator().manual_seed(3)
+    kp = torch.rand(8, 17, 2, generator=g, dtype=torch.float64)
+    kp[..., 0] = kp[..., 0] * (w - 17) + 8
+    kp[..., 1] = kp[..., 1] * (h - 17) + 8
+    x0 = torch.rand(8, 3, h, w, generator=g)
+    _, merged = predict_outputs(_PerfectModel(method, geo, x0, kp), method, x0, True)
+    coords, _ = method.decode(merged, geo)
+    assert (coords.double() - kp).abs().max() < 2e-5
