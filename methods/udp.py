@@ -59,10 +59,10 @@ class UDPMethod(PoseMethod):
             the codec near the border (the mirrored border bends the offset ramp; MMPose 1.x dropped the
             offset blur): the mirrored class-map blur puts the argmax of a joint within ~1.7 heatmap px of
             an edge on the outermost row or column, where the blurred offset is off by 0.5 heatmap px
-            (2.07 crop px at 128x96; a quarter of the joints of a crop spread uniformly over it, none of
-            the embedded validation set's 4,474 with ground-truth boxes, whose joints keep a margin).
-            ``lrpose oracle`` at 128x96 gives 100.0 AP either way (mean error 0.0019 image px with 3
-            against 3e-6 with 1). On a trained model it pays: the
+            (2.07 crop px at 128x96). That is a quarter of joints placed uniformly over the crop, but rare
+            with ground-truth boxes, whose joints keep a margin: ``lrpose oracle`` on the embedded set at
+            128x96 gives 100.0 AP either way (mean error 0.0019 image px with 3 against 3e-6 with 1);
+            detected boxes may cut closer. On a trained model it pays: the
             embedded UDP run at 128x96 (tiny, seed 0) decodes to 61.9 AP with 3, 61.0 with 1 and 61.0
             with 5, so the release's value stays the default.
         network: ``"shared"`` (default; UDP's release: 1x1 class-map and offset convolutions on the
