@@ -41,6 +41,8 @@ MGM = {
     "covariances": [[[0.09, 0.03], [0.03, 0.06]], [[0.5, -0.1], [-0.1, 0.3]]],
     "weights": [0.7, 0.3],
     "units": "heatmap px",
+    "scope": "epoch",
+    "n_samples": 1600,
 }
 
 
@@ -89,6 +91,7 @@ def test_plot_offsets_mgm_run(tmp_path: Path) -> None:
     line = " ".join(result.output.split())
     assert "offset-loss weight per joint (sum over the heatmap, mean of 4096 sub-pixel positions): stage 1 6.2" in line
     assert "stage 2 (MGM)" in line and "on the nearest pixel" in line
+    assert "[mixture: scope epoch, 1600 errors]" in line  # the whole summary, not a reassembly of its numbers
     png, pdf = out / "offsets_cal_mgm-128x96-s0.png", out / "offsets_cal_mgm-128x96-s0.pdf"
     size, spread = png_stats(png)
     assert size == (round(OFFSETS_FIGSIZE[1] * PNG_DPI), round(OFFSETS_FIGSIZE[0] * PNG_DPI))

@@ -78,13 +78,8 @@ def plot_offsets(
     paths = run_guarded(_draw)
     console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
     series = getattr(paths, "series", {})
-    if "offset_weight_stage1" in series:
-        from lrpose_bench.report.offset_weight import OffsetWeightMass
-
-        mass = OffsetWeightMass(*(float(series[k]) for k in (
-            "offset_weight_stage1", "offset_weight_stage2", "nearest_share_stage1", "nearest_share_stage2")),
-            n_joints=int(series["offset_weight_joints"]))  # fmt: skip
-        console.print(mass.summary(), highlight=False)
+    if "offset_weight_summary" in series:
+        console.print(str(series["offset_weight_summary"]), highlight=False, markup=False)
 
 
 @plot_app.command("predictions")

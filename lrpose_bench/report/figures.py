@@ -205,7 +205,7 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
     ``expected_pct`` per size bin, ``n`` errors; MGM runs add ``mgm_weights``, ``mgm_means``, ``mgm_covariances``
     and, with a record, each stage's offset-loss weight per joint (``offset_weight_stage1/2``, heatmap px^2)
     and its share on the nearest pixel (``nearest_share_stage1/2``), over ``offset_weight_joints`` sub-pixel
-    joint positions (:mod:`lrpose_bench.report.offset_weight`).
+    joint positions, and their one-line ``offset_weight_summary`` (:mod:`lrpose_bench.report.offset_weight`).
     """
     from matplotlib.figure import Figure
 
@@ -323,6 +323,7 @@ def plot_offsets(run: str | Path, out_dir: str | Path, name: str | None = None) 
                 "nearest_share_stage1": np.array(weight_mass.stage1_nearest),
                 "nearest_share_stage2": np.array(weight_mass.stage2_nearest),
                 "offset_weight_joints": np.array(weight_mass.n_joints),
+                "offset_weight_summary": np.array(weight_mass.summary()),
             }  # fmt: skip
         return PlotResult(save_figure(fig, Path(out_dir) / (name or f"offsets_{run_dir.name}")), series)
 
