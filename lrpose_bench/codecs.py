@@ -113,11 +113,9 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
 
 
 class _JointAxes(NamedTuple):
-    """Constant tensors of a ``(w, h)`` map for the separable target builders (see :func:`_joint_axes`)."""
+    """Constant tensors of a ``(w, h)`` map for the target builders (see :func:`_joint_axes`)."""
 
     pos: torch.Tensor  # (w + h,) pixel centres along x (0..w-1), then along y (0..h-1)
-    sel: torch.Tensor  # (w + h,) long: the centre coordinate each entry is measured against (0 = x, 1 = y)
-    grid: torch.Tensor  # (2, h, w) the x and the y coordinate of every pixel centre
     last: torch.Tensor  # (2,) the last pixel centre plus 1e-6, (w - 1, h - 1)
 
 
@@ -126,10 +124,8 @@ def _joint_axes(w: int, h: int, dtype: torch.dtype, device: torch.device) -> _Jo
     """:class:`_JointAxes` of a ``(w, h)`` map, cached per size, dtype and device (callers never write to them)."""
     with torch.inference_mode(False):  # plain tensors even when first built under inference mode
         pos = torch.cat([torch.arange(w, dtype=dtype), torch.arange(h, dtype=dtype)])
-        sel = torch.cat([torch.zeros(w, dtype=torch.long), torch.ones(h, dtype=torch.long)])
-        grid = torch.stack(torch.meshgrid(pos[:w], pos[w:], indexing="xy"))
         last = torch.tensor([float(w) - 1 + 1e-6, float(h) - 1 + 1e-6], dtype=dtype)
-        return _JointAxes(pos.to(device), sel.to(device), grid.to(device), last.to(device))
+        return _JointAxes(pos.to(device), last.to(device))
 
 
 def _axes_of(size: Size, like: torch.Tensor) -> _JointAxes:
@@ -140,10 +136,15 @@ def _axes_of(size: Size, like: torch.Tensor) -> _JointAxes:
 def _axis_deltas(centres: torch.Tensor, size: Size) -> torch.Tensor:
     """``(B, K, w + h)``: ``pixel - centre`` in heatmap px, along x for the first ``w`` entries (pixel
     columns ``0..w-1``), along y for the last ``h`` (rows). One tensor, so each 1-D factor of a separable
-    target costs one op for both axes."""
+    target costs one op for both axes (written by two broadcast subtractions: cheaper than gathering the
+    centre coordinate of each entry)."""
     c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
-    axes = _axes_of(size, c)
-    return axes.pos - c.index_select(-1, axes.sel)
+    w = int(size[0])
+    pos = _axes_of(size, c).pos
+    out = torch.empty((*c.shape[:-1], pos.numel()), dtype=torch.promote_types(c.dtype, pos.dtype), device=c.device)
+    torch.sub(pos[:w], c[..., 0:1], out=out[..., :w])
+    torch.sub(pos[w:], c[..., 1:2], out=out[..., w:])
+    return out
 
 
 def _keep_bool(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -152,19 +153,42 @@ def _keep_bool(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return k.to(like.device)[..., None]
 
 
+#: Where dropped joints are moved (heatmap px): far enough that every factor, disc and weight is 0, finite
+#: so that offsets masked by their all-zero discs stay 0.
+FAR = 1e6
+
+
+def _far_if_dropped(centres: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """``centres`` (float ``(B, K, 2)``) with joints that get all-zero targets moved to :data:`FAR`: those with
+    a non-finite coordinate, and those where ``keep`` ``(B, K)`` is false."""
+    c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
+    ok = torch.isfinite(c).all(-1, keepdim=True)
+    if keep is not None:
+        ok &= _keep_bool(keep, c)
+    return torch.where(ok, c, FAR)
+
+
 def _outer(factors: torch.Tensor, w: int) -> torch.Tensor:
     """``(..., w + h)`` x/y factors -> their outer product ``(..., h, w)`` (one pass over the maps)."""
     return factors[..., :w].unsqueeze(-2) * factors[..., w:].unsqueeze(-1)
 
 
-def _disc_from_squares(sq: torch.Tensor, w: int, radius: float) -> torch.Tensor:
-    """``sq (..., w + h)`` squared x/y distances -> ``(..., h, w)`` 0/1: ``dx^2 + dy^2 <= radius^2 (1 + 1e-6)``.
+#: Gaussian factors at or below this value are 0: ``e^(EXP_FLOOR / 2)`` raised by a relative 1e-6, so that an
+#: exponent clamped to ``EXP_FLOOR / 2`` gives 0 whichever ``exp`` kernel computed it (the vectorised one
+#: and the scalar tail may differ in the last bit). Products of two factors stay >= ~1e-26, far from the
+#: denormal range, where CPU arithmetic is ~10x slower.
+FACTOR_FLOOR = math.exp(EXP_FLOOR / 2) * (1.0 + 1e-6)
 
-    Two passes: the broadcast sum and an in-place comparison that writes 0/1 in the float dtype (a bool
-    mask converted to float costs more than both).
+
+def _floored_exp_(arg: torch.Tensor) -> torch.Tensor:
+    """``exp(arg)`` in place, 0 where ``arg <= EXP_FLOOR / 2`` (to a relative 1e-6; -inf included). ``arg``
+    must not hold NaN.
+
+    ``exp`` only sees arguments ``>= EXP_FLOOR / 2``: on CPU, arguments whose exponential underflows (or
+    -inf) take a slow path of the vectorised ``exp`` (~10x slower per element), so they are clamped first
+    and the clamped values zeroed after (:data:`FACTOR_FLOOR`): three passes over the factors.
     """
-    d2 = sq[..., :w].unsqueeze(-2) + sq[..., w:].unsqueeze(-1)
-    return d2.le_(radius * radius * (1.0 + 1e-6))
+    return torch.threshold_(arg.clamp_min_(EXP_FLOOR / 2).exp_(), FACTOR_FLOOR, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,10 +196,12 @@ def _disc_from_squares(sq: torch.Tensor, w: int, radius: float) -> torch.Tensor:
 #
 # Every map is built from per-joint 1-D factors along x and y (one ``(B, K, w + h)`` tensor) and then
 # written in one or two broadcast passes over ``(B, K, h, w)``: an outer product (Gaussians), a broadcast
-# sum compared in place (discs), a product with the mask (masked offsets); unmasked offsets are the
-# centre minus a cached pixel grid. Joints that a method zeroes (``keep`` false) are zeroed in their 1-D
-# factors, not by another pass over the maps. No bool map is ever converted to float (slow on CPU), and
-# ``exp`` never sees an argument that underflows (a slow path of the vectorised CPU ``exp``).
+# comparison written as 0/1 in the float dtype (discs), a product with the disc (masked offsets), a broadcast
+# copy (offsets).
+# Joints that a method zeroes (``keep`` false, or a non-finite centre) are moved far off the map before
+# anything is computed, not zeroed by another pass over the maps. No bool map is ever converted to float
+# (slow on CPU), and ``exp`` never sees an argument that underflows (a slow path of the vectorised CPU
+# ``exp``). Every op costs ~10 us of dispatch on a small CPU, so the 1-D work is kept to a few ops.
 # --------------------------------------------------------------------------------------------------
 def gaussian_factors(
     centres: torch.Tensor,
@@ -188,16 +214,17 @@ def gaussian_factors(
     """The separable factors of :func:`gaussian_heatmaps`: ``(B, K, w + h)``, x factors then y factors.
 
     Each is ``exp(-d^2 / (2 sigma^2))`` (``d`` the distance in heatmap px from the centre along its
-    axis), 0 below ``e^(EXP_FLOOR/2)``, outside ``window``, for NaN centres and where ``keep`` ``(B, K)``
+    axis), 0 where the exponent is ``<= EXP_FLOOR / 2`` (:data:`FACTOR_FLOOR`), outside ``window``
+    (``|d| <= window + 1e-6``, tested on the exponent), for non-finite centres and where ``keep`` ``(B, K)``
     is false. The heatmap is ``factors[..., None, :w] * factors[..., w:, None]``.
     """
-    d = _axis_deltas(round_half_up(centres) if rounded else centres, size)
-    arg = (d * d).div_(-2.0 * sigma * sigma)  # = -(d^2) / (2 sigma^2) exactly; NaN for a NaN centre
-    ok = None if window is None else d.abs() <= window + 1e-6
-    if keep is not None:
-        k = _keep_bool(keep, arg)
-        ok = k if ok is None else ok & k
-    return _flushed_exp_(arg, EXP_FLOOR / 2, ok)
+    c = _far_if_dropped(round_half_up(centres) if rounded else centres, keep)  # dropped: every factor 0
+    two_var = -2.0 * sigma * sigma
+    arg = _axis_deltas(c, size)
+    arg = arg.mul_(arg).div_(two_var)  # = -(d^2) / (2 sigma^2) exactly
+    if window is not None:  # |d| > window + 1e-6  <=>  exponent below the window's (to float rounding)
+        torch.threshold_(arg, (window + 1e-6) ** 2 / two_var, -math.inf)
+    return _floored_exp_(arg)
 
 
 def gaussian_heatmaps(
@@ -216,11 +243,10 @@ def gaussian_heatmaps(
     ``window`` (heatmap px) zeroes pixels with ``max(|x-cx|, |y-cy|) > window``: HRNet draws the Gaussian
     only in a ``(2*3sigma+1)^2`` square patch, i.e. ``window = 3*sigma`` (identical to HRNet when
     ``3*sigma`` is an integer). ``None`` draws it over the whole map. ``keep`` ``(B, K)``: joints where it
-    is false get an all-zero map. Values below ``e^-60`` are 0; a NaN centre gives an all-zero map.
+    is false get an all-zero map, as do non-finite centres. Each 1-D factor is 0 or above
+    :data:`FACTOR_FLOOR` (``e^-30``), so every value is 0 or above ``e^-60``: no denormals.
 
-    One pass over the maps: the outer product of :func:`gaussian_factors`. Each factor is 0 or at least
-    ``e^(EXP_FLOOR/2)``, so every product is 0 or at least ``e^EXP_FLOOR`` (to float rounding): no
-    denormals, and no flush pass over the maps.
+    One pass over the maps: the outer product of :func:`gaussian_factors`.
     """
     return _outer(gaussian_factors(centres, size, sigma, rounded, window, keep), int(size[0]))
 
@@ -241,8 +267,7 @@ def disc_mask(centres: torch.Tensor, size: Size, radius: float, keep: torch.Tens
 
     UDP's classification target (centres at sub-pixel positions, heatmap px; the boundary is inside, with
     a relative slack of 1e-6 on ``radius^2``). ``keep`` ``(B, K)``: joints where it is false get an
-    all-zero map. Two passes over the maps (see :func:`disc_offset_targets` for the disc and the offsets
-    from one set of 1-D factors).
+    all-zero map, as do non-finite centres. See :func:`disc_offset_targets`.
     """
     return disc_offset_targets(centres, size, radius, keep=keep, offsets=False).disc
 
@@ -257,11 +282,11 @@ def offset_maps(
 
     ``normaliser`` is a scalar or an ``(x, y)`` pair (UDP: the disc radius; CAL: 1.5). Reading the map at
     pixel ``p`` and adding ``normaliser * value`` to ``p`` recovers the centre exactly. ``mask``
-    ``(B, K, h, w)`` (e.g. a disc): the fields are multiplied by it as they are written.
+    ``(B, K, h, w)`` (any map): the fields are multiplied by it as they are written
+    (:func:`disc_offset_targets` writes disc-masked offsets without a dense mask).
     """
-    if mask is None:
-        return _full_offsets(centres, size, normaliser)
-    return _masked_offsets(_axis_deltas(centres, size).neg_(), size, normaliser, mask)  # centre - pixel, exactly
+    o = _offset_factors(_axis_deltas(centres, size), size, normaliser)
+    return _broadcast_offsets(o, size) if mask is None else _masked_offsets(o, size, mask)
 
 
 def _normalisers(normaliser: float | Sequence[float]) -> tuple[float, float]:
@@ -272,34 +297,39 @@ def _normalisers(normaliser: float | Sequence[float]) -> tuple[float, float]:
     return nx, ny
 
 
-def _full_offsets(centres: torch.Tensor, size: Size, normaliser: float | Sequence[float]) -> torch.Tensor:
-    """:func:`offset_maps` without a mask: ``centre - pixel`` against the cached pixel grid (one pass
-    over both channels, whose inner loop runs over whole maps), then divided in place."""
-    c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
-    out = c[..., None, None] - _axes_of(size, c).grid  # (B, K, 2, h, w)
+def _offset_factors(deltas: torch.Tensor, size: Size, normaliser: float | Sequence[float]) -> torch.Tensor:
+    """``(..., w + h)`` ``pixel - centre`` (overwritten) -> ``(centre - pixel) / normaliser`` per axis.
+
+    ``d / -n`` is bit for bit ``(c - p) / n``: IEEE subtraction and division are exact under negation.
+    """
     nx, ny = _normalisers(normaliser)
     if nx == ny:
-        return out.div_(nx)
-    out[:, :, 0].div_(nx)
-    out[:, :, 1].div_(ny)
-    return out
+        return deltas.div_(-nx)
+    w = int(size[0])
+    deltas[..., :w].div_(-nx)
+    deltas[..., w:].div_(-ny)
+    return deltas
 
 
-def _masked_offsets(
-    o: torch.Tensor, size: Size, normaliser: float | Sequence[float], mask: torch.Tensor
-) -> torch.Tensor:
-    """``o (B, K, w + h)`` = centre - pixel (divided here, in place) -> the offset fields times ``mask``."""
+def _masked_offsets(o: torch.Tensor, size: Size, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, K, w + h)`` per-axis offsets times ``mask`` ``(B, K, h, w)`` -> ``(B, K, 2, h, w)``: one
+    broadcast product per channel, written in place."""
     w, h = int(size[0]), int(size[1])
-    nx, ny = _normalisers(normaliser)
-    if nx == ny:
-        o.div_(nx)
-    else:
-        o[..., :w].div_(nx)
-        o[..., w:].div_(ny)
     b, k = o.shape[:2]
     out = torch.empty((b, k, 2, h, w), dtype=torch.promote_types(o.dtype, mask.dtype), device=o.device)
     torch.mul(o[..., :w].unsqueeze(-2), mask, out=out[:, :, 0])
     torch.mul(o[..., w:].unsqueeze(-1), mask, out=out[:, :, 1])
+    return out
+
+
+def _broadcast_offsets(o: torch.Tensor, size: Size) -> torch.Tensor:
+    """``(B, K, w + h)`` per-axis offsets -> ``(B, K, 2, h, w)`` offset fields: two broadcast copies, one
+    write of the maps."""
+    w, h = int(size[0]), int(size[1])
+    b, k = o.shape[:2]
+    out = torch.empty((b, k, 2, h, w), dtype=o.dtype, device=o.device)
+    out[:, :, 0].copy_(o[..., None, :w].expand(b, k, h, w))
+    out[:, :, 1].copy_(o[..., w:, None].expand(b, k, h, w))
     return out
 
 
@@ -308,7 +338,7 @@ class DiscTargets(NamedTuple):
 
     disc: torch.Tensor  # (B, K, h, w) 0/1, all zero where keep is false
     offsets: torch.Tensor | None  # (B, K, 2, h, w) (centre - pixel) / normaliser, times the disc if masked
-    gaussian: torch.Tensor | None  # (B, K, h, w) sub-pixel Gaussian over the whole map, zero where keep is false
+    weighted: torch.Tensor | None  # (B, K, h, w) the disc times the sub-pixel Gaussian of ``sigma`` (CAL's B * C)
 
 
 def disc_offset_targets(
@@ -321,36 +351,37 @@ def disc_offset_targets(
     mask_offsets: bool = False,
     sigma: float | None = None,
 ) -> DiscTargets:
-    """UDP's and CAL's maps from one set of 1-D factors: the disc, the offset fields and the Gaussian.
+    """UDP's and CAL's maps from one set of 1-D factors: the disc, the offset fields, the weighted disc.
 
     ``centres`` ``(B, K, 2)`` heatmap px; ``radius`` of the disc (:func:`disc_mask`); ``normaliser`` of the
     offsets (:func:`offset_maps`), which are left out with ``offsets=False`` and multiplied by the disc
     with ``mask_offsets`` (CAL; UDP writes them over the whole map, for every joint); ``sigma``: also the
-    sub-pixel Gaussian (:func:`gaussian_heatmaps`). ``keep`` ``(B, K)``: joints where it is false get an
-    all-zero disc and Gaussian (so, masked, all-zero offsets). Each map is identical to the one of the
-    single-purpose function.
+    disc times the sub-pixel Gaussian (:func:`gaussian_heatmaps`), CAL's Gaussian-weighted binary heatmap.
+    ``keep`` ``(B, K)``: joints where it is false, or whose centre is not finite, get an all-zero disc and
+    weighted disc (so, masked, all-zero offsets). Each map equals the single-purpose function's.
 
-    Passes over ``(B, K, h, w)``: two for the disc, one for the Gaussian, one per offset channel when
-    masked (two over both channels, a subtraction and an in-place division, when not).
+    The disc is ``dx^2 <= r^2 (1 + 1e-6) - dy^2`` in the float dtype: the test ``dx^2 + dy^2 <= r^2 (1 + 1e-6)``
+    but for a pixel within float rounding of the slackened boundary. Passes over ``(B, K, h, w)``: one for
+    the disc, two for the weighted disc, one per offset channel.
     """
     w = int(size[0])
-    d = _axis_deltas(centres, size)  # pixel - centre, (B, K, w + h)
+    c = _far_if_dropped(centres, keep)
+    d = _axis_deltas(c, size)  # pixel - centre, (B, K, w + h)
     sq = d * d
-    # NaN centres (and weight-0 joints) -> infinitely far: disc and Gaussian 0
-    sq = sq.nan_to_num_(nan=math.inf, posinf=math.inf)
-    if keep is not None:
-        sq.masked_fill_(~_keep_bool(keep, sq), math.inf)
-    disc = _disc_from_squares(sq, w, radius).to(centres.dtype)
-    gaussian = None
+    # dx^2 <= R - dy^2, compared into the float dtype: one pass writing 0/1 (a bool map converted to float,
+    # or the sum dx^2 + dy^2 compared in place, costs two)
+    room = sq[..., w:].neg().add_(radius * radius * (1.0 + 1e-6))  # R - dy^2, (B, K, h)
+    disc = torch.empty((*sq.shape[:-1], room.shape[-1], w), dtype=sq.dtype, device=sq.device)
+    torch.le(sq[..., :w].unsqueeze(-2), room.unsqueeze(-1), out=disc)
+    weighted = None
     if sigma is not None:
-        gaussian = _outer(_flushed_exp_(sq.div_(-2.0 * sigma * sigma), EXP_FLOOR / 2), w)
+        weighted = _outer(_floored_exp_(sq.div_(-2.0 * sigma * sigma)), w).mul_(disc)
     off = None
-    if offsets:
-        if mask_offsets:
-            off = _masked_offsets(d.neg(), size, normaliser, disc)  # centre - pixel, exactly
-        else:
-            off = _full_offsets(centres, size, normaliser)
-    return DiscTargets(disc, off, gaussian)
+    if offsets and mask_offsets:  # from the moved centres: a dropped joint's offsets are finite, times 0
+        off = _masked_offsets(_offset_factors(d, size, normaliser), size, disc)
+    elif offsets:  # over the whole map, from the joints' own centres (also where keep is false)
+        off = _broadcast_offsets(_offset_factors(_axis_deltas(centres, size), size, normaliser), size)
+    return DiscTargets(disc, off, weighted)
 
 
 def gaussian_vectors(

@@ -62,6 +62,7 @@ from lrpose_bench.codecs import (
     disc_offset_targets,
     flip_maps,
     gather_at,
+    gaussian_heatmaps,
     round_half_up,
     window_visible,
 )
@@ -178,17 +179,16 @@ class CALMethod(PoseMethod):
         support = 3.0 * sigma if o.target == "subpixel_gaussian" else o.radius
         keep = (visibility > 0) & window_visible(c, size, support)
         weight = keep.to(dtype)
-        # One set of 1-D factors for the disc, the Gaussian and the offsets (masked as they are written);
+        # The disc, its Gaussian-weighted copy B * C and the masked offsets from one patch per joint;
         # weight-0 joints are zeroed through ``keep``, not by another pass over (B, K, h, w).
-        need_gaussian = o.target != "disc" or o.offset_weighting != "disc"
+        need_weighted = o.target == "gaussian_disc" or o.offset_weighting != "disc"
         t = disc_offset_targets(c, size, o.radius, o.offset_normaliser, keep=keep, mask_offsets=True,
-                                sigma=sigma if need_gaussian else None)
-        disc, gaussian = t.disc, t.gaussian  # gaussian: sub-pixel, over the whole map (as released)
-        weighted = None
-        if o.target == "gaussian_disc" or o.offset_weighting != "disc":
-            # the Gaussian-weighted disc B * C (in place unless the plain Gaussian is the heatmap target)
-            weighted = gaussian * disc if o.target == "subpixel_gaussian" else gaussian.mul_(disc)
-        heatmaps = {"gaussian_disc": weighted, "disc": disc, "subpixel_gaussian": gaussian}[o.target]
+                                sigma=sigma if need_weighted else None)
+        disc, weighted = t.disc, t.weighted
+        if o.target == "subpixel_gaussian":  # the release's target: the sub-pixel Gaussian over the whole map
+            heatmaps = gaussian_heatmaps(c, size, sigma, keep=keep)
+        else:
+            heatmaps = weighted if o.target == "gaussian_disc" else disc
         if o.offset_weighting == "disc":
             offset_weight = disc
         elif o.offset_weighting == "released":  # the release's GT mask divides it by sigma

@@ -122,7 +122,9 @@ def ref_encode_cal(m: Any, keypoints: torch.Tensor, visibility: torch.Tensor, ge
         offset_weight = disc * gaussian / (sigma if o.offset_weighting == "released" else 1.0)
     return {
         "heatmaps": heatmaps * w4,
-        "offsets": ref_offset_maps(c, size, o.offset_normaliser) * (disc * w4)[:, :, None],
+        # zero off the disc; a non-finite joint's masked offsets are 0 too (they were NaN, NaN * 0, before
+        # the disc-masked offsets were computed from joints moved off the map)
+        "offsets": torch.where((disc * w4)[:, :, None] > 0, ref_offset_maps(c, size, o.offset_normaliser), 0.0),
         "offset_mask": disc * w4,
         "offset_weight": offset_weight * w4,
         "centres": c,
@@ -275,6 +277,22 @@ def test_encode_non_finite_keypoints(name: str) -> None:
         _compare(m.encode(kp, vis, geo), REFERENCES[name](m, kp, vis, geo), f"{name} non-finite")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_factors_floor_is_exact_zero(dtype: torch.dtype) -> None:
+    """Far, dropped and non-finite joints give factors of exactly 0, in the vectorised body and the scalar tail
+    of the ``exp`` kernel alike (37 + 29 entries per joint: not a multiple of any vector width), and a
+    factor is 0 exactly where its exponent is at or below ``EXP_FLOOR / 2``."""
+    c = torch.tensor([[[18.0, 14.0], [-40.0, 3.0], [float("nan"), 2.0], [float("inf"), 5.0], [5.0, 6.0]]], dtype=dtype)
+    keep = torch.tensor([[True, True, True, True, False]])
+    f = C.gaussian_factors(c, (37, 29), 1.0, keep=keep)
+    assert torch.equal(f[0, 2:], torch.zeros_like(f[0, 2:]))  # NaN, inf and keep=False: all zero
+    assert torch.equal(f[0, 1, :37], torch.zeros(37, dtype=dtype))  # 40+ px away along x: e^-800
+    d = torch.arange(37, dtype=dtype) - 18.0
+    exponent = -(d * d) / 2.0
+    assert torch.equal(f[0, 0, :37] > 0, exponent > C.EXP_FLOOR / 2)
+    assert float(f[f > 0].min()) >= math.exp(C.EXP_FLOOR / 2)
+
+
 @pytest.mark.parametrize("rounded,window", [(False, None), (True, 3.0), (False, 1.5), (True, None)])
 def test_gaussian_heatmaps_equals_reference(rounded: bool, window: float | None) -> None:
     gen = torch.Generator().manual_seed(3)
@@ -379,3 +397,19 @@ def test_bench_codecs_rows() -> None:
     for name in ("rle", "dsnt"):
         assert len(by_method[name]) == 2
         assert all(r["encode"] > 0 and r["speedup"] != r["speedup"] for r in by_method[name])  # no loop: NaN
+
+
+def test_interleaved_times_rounds_call_every_entry_in_turn() -> None:
+    """Each round calls every entry once, in order, right after its ``prepare`` and one untimed call; the
+    warm-up comes first, and every entry gets one time per round."""
+    from lrpose_bench.cli.bench_cmd import _interleaved_times
+
+    log: list[str] = []
+    calls = {name: ((lambda name=name: log.append(name)), (lambda name=name: log.append(f"prep {name}")))
+             for name in ("loop", "encode")}
+    times = _interleaved_times(calls, rounds=3, sync=lambda: None, warmup=2)
+    assert {k: len(v) for k, v in times.items()} == {"loop": 3, "encode": 3}
+    assert all(t > 0 for v in times.values() for t in v)
+    warm = ["prep loop", "loop", "loop", "prep encode", "encode", "encode"]
+    one_round = ["prep loop", "loop", "loop", "prep encode", "encode", "encode"]
+    assert log == warm + one_round * 3

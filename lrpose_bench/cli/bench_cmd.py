@@ -180,23 +180,42 @@ def _check_equal(name: str, ref: dict, targets: dict) -> float:
 # --------------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------------
-def _rate(fn: Callable[[], Any], samples: int, repeat: int, sync: Callable[[], None], warmup: int = 3) -> float:
-    """Samples per second of ``fn``: ``warmup`` untimed calls, then the median of ``repeat`` timed calls.
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
-    Several warm-up calls, because the first calls after a thread-count change can wait for the OpenMP
-    pool to start (measured: the first four heatmap encodes at 64x48 on 2 shared cores took ~20x the rest).
+
+def _interleaved_times(
+    calls: dict[str, tuple[Callable[[], Any], Callable[[], None]]],
+    rounds: int,
+    sync: Callable[[], None],
+    warmup: int = 3,
+) -> dict[str, list[float]]:
+    """Seconds of each call of every entry of ``calls`` (``name -> (fn, prepare)``), in ``rounds`` rounds
+    that call each entry once in turn, so that the figures of one round saw the same machine.
+
+    ``prepare`` runs untimed before each call (e.g. setting the thread count), followed by one untimed
+    call; each entry also gets ``warmup`` untimed calls before the first round. The first calls after a
+    thread-count change can wait for the OpenMP pool (measured: the first four heatmap encodes at 64x48
+    on 2 shared cores took ~20x the rest). A shared machine's speed drifts by tens of percent over
+    seconds; ratios taken within one round are what stays comparable.
     """
-    for _ in range(max(1, warmup)):
-        fn()
+    for fn, prepare in calls.values():
+        prepare()
+        for _ in range(max(1, warmup)):
+            fn()
     sync()
-    times = []
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return samples / max(times[len(times) // 2], 1e-12)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(max(1, rounds)):
+        for name, (fn, prepare) in calls.items():
+            prepare()
+            fn()
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(max(time.perf_counter() - t0, 1e-12))
+    return times
 
 
 def settle_allocator(mib: int = 30) -> None:
@@ -252,8 +271,10 @@ def bench_codecs(
     Each method is built with its default options, encoded from random in-crop keypoints and decoded
     from the outputs of a perfect network (``targets_as_outputs``), at each entry of ``threads`` (``None``
     = torch's default). A method with a numpy loop reference gets one more row, ``"<name> (numpy
-    loop)"`` (single-threaded, timed like the codecs; its ``decode`` is NaN), checked equal to the
-    batched targets, and its batched rows carry ``speedup`` = batched encode / loop (NaN elsewhere). A
+    loop)"`` (single-threaded; its ``decode`` is NaN), checked equal to the batched targets, and its
+    batched rows carry ``speedup``, the median over ``repeat`` rounds of loop time / encode time within a
+    round (NaN elsewhere); the loop, every encode and every decode are timed once per round, in turn
+    (:func:`_interleaved_times`), and rates are ``batch`` / the median time. A
     method whose codecs fail here (fitted state) gets one row with NaN figures and the reason.
     """
     import torch
@@ -289,32 +310,39 @@ def bench_codecs(
             rows.append({"method": name, "threads": "-", "encode": nan, "decode": nan, "speedup": nan,
                          "check": f"skipped: {type(exc).__name__}: {exc}"})
             continue
-        loop_rate, check = nan, ""
+        check = ""
         ref = _loop_reference(name, method, geo, kp)
+        calls: dict[str, tuple[Callable[[], Any], Callable[[], None]]] = {}
         if ref is not None:
             run, as_targets = ref
             diff = _check_equal(name, as_targets(), targets)
-            loop_rate = _rate(run, batch, repeat, lambda: None, warmup=1)
             check = f"equal to batched (max |diff| {diff:.1e})"
+            calls["loop"] = (run, lambda: None)
         for n in threads:
-            torch.set_num_threads(default_threads if n is None else n)
-            try:
-                with torch.no_grad():
-                    enc = _rate(lambda: method.encode(kp, vis, geo), batch, repeat, sync)
-                    dec = _rate(lambda: method.decode(outputs, geo), batch, repeat, sync)
-            finally:
-                torch.set_num_threads(default_threads)
+            set_threads = (lambda n=n: torch.set_num_threads(default_threads if n is None else n))
+            calls[f"encode/{n}"] = (lambda: method.encode(kp, vis, geo), set_threads)
+            calls[f"decode/{n}"] = (lambda: method.decode(outputs, geo), set_threads)
+        try:
+            with torch.no_grad():
+                times = _interleaved_times(calls, repeat, sync)
+        finally:
+            torch.set_num_threads(default_threads)
+        for n in threads:
+            enc = times[f"encode/{n}"]
+            speedup = nan
+            if "loop" in times:  # the median of the per-round ratios: both timed on the same machine state
+                speedup = _median([t_loop / t_enc for t_loop, t_enc in zip(times["loop"], enc)])
             rows.append({
                 "method": name,
                 "threads": f"{default_threads} (default)" if n is None else str(n),
-                "encode": enc,
-                "decode": dec,
-                "speedup": enc / loop_rate if loop_rate == loop_rate else nan,
+                "encode": batch / _median(enc),
+                "decode": batch / _median(times[f"decode/{n}"]),
+                "speedup": speedup,
                 "check": "",
             })
-        if ref is not None:
-            rows.append({"method": f"{name} (numpy loop)", "threads": "numpy", "encode": loop_rate, "decode": nan,
-                         "speedup": nan, "check": check})
+        if "loop" in times:
+            rows.append({"method": f"{name} (numpy loop)", "threads": "numpy", "encode": batch / _median(times["loop"]),
+                         "decode": nan, "speedup": nan, "check": check})
     return rows
 
 
@@ -322,7 +350,8 @@ def bench_codecs(
 def codecs_command(
     res: str = typer.Option("128x96", "--res", help="Input resolution HxW (height x width), e.g. 128x96 or 64x48."),
     batch: int = typer.Option(64, "--batch", min=1, help="Samples per batch (17 COCO keypoints each)."),
-    repeat: int = typer.Option(5, "--repeat", min=1, help="Timed repetitions per measurement (median reported)."),
+    repeat: int = typer.Option(7, "--repeat", min=1, help="Timed rounds; each times the loop and every codec "
+                                                         "once, in turn (medians reported)."),
     device: str = typer.Option("cpu", "--device",
                                help="Torch device to run the batched codecs on (cpu, cuda, cuda:1)."),
     threads: str = typer.Option("1,default", "--threads",
@@ -358,8 +387,8 @@ def codecs_command(
         if r["check"]:
             notes.append(f"{r['method']}: {r['check']}")
     console.print(table)
-    console.print("vs loop: batched encode / the numpy loop's (single-threaded); default: torch's default "
-                  "thread count")
+    console.print(f"vs loop: the numpy loop's time / the batched encode's (loop single-threaded), median over "
+                  f"{repeat} rounds that time each row once in turn; default: torch's default thread count")
     for line in notes:
         console.print(line, highlight=False)
 
