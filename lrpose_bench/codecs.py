@@ -116,6 +116,7 @@ class _JointAxes(NamedTuple):
     """Constant tensors of a ``(w, h)`` map for the target builders (see :func:`_joint_axes`)."""
 
     pos: torch.Tensor  # (w + h,) pixel centres along x (0..w-1), then along y (0..h-1)
+    grid: torch.Tensor  # (2, h, w) the x and the y coordinate of every pixel centre
     last: torch.Tensor  # (2,) the last pixel centre plus 1e-6, (w - 1, h - 1)
 
 
@@ -124,8 +125,9 @@ def _joint_axes(w: int, h: int, dtype: torch.dtype, device: torch.device) -> _Jo
     """:class:`_JointAxes` of a ``(w, h)`` map, cached per size, dtype and device (callers never write to them)."""
     with torch.inference_mode(False):  # plain tensors even when first built under inference mode
         pos = torch.cat([torch.arange(w, dtype=dtype), torch.arange(h, dtype=dtype)])
+        grid = torch.stack(torch.meshgrid(pos[:w], pos[w:], indexing="xy"))
         last = torch.tensor([float(w) - 1 + 1e-6, float(h) - 1 + 1e-6], dtype=dtype)
-        return _JointAxes(pos.to(device), last.to(device))
+        return _JointAxes(pos.to(device), grid.to(device), last.to(device))
 
 
 def _axes_of(size: Size, like: torch.Tensor) -> _JointAxes:
@@ -159,13 +161,12 @@ FAR = 1e6
 
 
 def _far_if_dropped(centres: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """``centres`` (float ``(B, K, 2)``) with joints that get all-zero targets moved to :data:`FAR`: those with
-    a non-finite coordinate, and those where ``keep`` ``(B, K)`` is false."""
+    """``centres`` (float ``(B, K, 2)``) with non-finite coordinates moved to :data:`FAR`, and both coordinates
+    of joints where ``keep`` ``(B, K)`` is false: either way the joint's disc, Gaussian and masked offsets
+    are all zero (one far coordinate suffices), in two ops."""
     c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
-    ok = torch.isfinite(c).all(-1, keepdim=True)
-    if keep is not None:
-        ok &= _keep_bool(keep, c)
-    return torch.where(ok, c, FAR)
+    c = torch.nan_to_num(c, nan=FAR, posinf=FAR, neginf=FAR)
+    return c if keep is None else torch.where(_keep_bool(keep, c), c, FAR)
 
 
 def _outer(factors: torch.Tensor, w: int) -> torch.Tensor:
@@ -196,8 +197,8 @@ def _floored_exp_(arg: torch.Tensor) -> torch.Tensor:
 #
 # Every map is built from per-joint 1-D factors along x and y (one ``(B, K, w + h)`` tensor) and then
 # written in one or two broadcast passes over ``(B, K, h, w)``: an outer product (Gaussians), a broadcast
-# comparison written as 0/1 in the float dtype (discs), a product with the disc (masked offsets), a broadcast
-# copy (offsets).
+# comparison written as 0/1 in the float dtype (discs), a product with the disc (masked offsets); unmasked
+# offsets are the centre minus a cached pixel grid.
 # Joints that a method zeroes (``keep`` false, or a non-finite centre) are moved far off the map before
 # anything is computed, not zeroed by another pass over the maps. No bool map is ever converted to float
 # (slow on CPU), and ``exp`` never sees an argument that underflows (a slow path of the vectorised CPU
@@ -215,8 +216,8 @@ def gaussian_factors(
 
     Each is ``exp(-d^2 / (2 sigma^2))`` (``d`` the distance in heatmap px from the centre along its
     axis), 0 where the exponent is ``<= EXP_FLOOR / 2`` (:data:`FACTOR_FLOOR`), outside ``window``
-    (``|d| <= window + 1e-6``, tested on the exponent), for non-finite centres and where ``keep`` ``(B, K)``
-    is false. The heatmap is ``factors[..., None, :w] * factors[..., w:, None]``.
+    (``|d| <= window + 1e-6``, tested on the exponent), along the axis of a non-finite coordinate, and
+    wherever ``keep`` ``(B, K)`` is false. The heatmap is ``factors[..., None, :w] * factors[..., w:, None]``.
     """
     c = _far_if_dropped(round_half_up(centres) if rounded else centres, keep)  # dropped: every factor 0
     two_var = -2.0 * sigma * sigma
@@ -285,8 +286,9 @@ def offset_maps(
     ``(B, K, h, w)`` (any map): the fields are multiplied by it as they are written
     (:func:`disc_offset_targets` writes disc-masked offsets without a dense mask).
     """
-    o = _offset_factors(_axis_deltas(centres, size), size, normaliser)
-    return _broadcast_offsets(o, size) if mask is None else _masked_offsets(o, size, mask)
+    if mask is None:
+        return _full_offsets(centres, size, normaliser)
+    return _masked_offsets(_offset_factors(_axis_deltas(centres, size), size, normaliser), size, mask)
 
 
 def _normalisers(normaliser: float | Sequence[float]) -> tuple[float, float]:
@@ -322,14 +324,17 @@ def _masked_offsets(o: torch.Tensor, size: Size, mask: torch.Tensor) -> torch.Te
     return out
 
 
-def _broadcast_offsets(o: torch.Tensor, size: Size) -> torch.Tensor:
-    """``(B, K, w + h)`` per-axis offsets -> ``(B, K, 2, h, w)`` offset fields: two broadcast copies, one
-    write of the maps."""
-    w, h = int(size[0]), int(size[1])
-    b, k = o.shape[:2]
-    out = torch.empty((b, k, 2, h, w), dtype=o.dtype, device=o.device)
-    out[:, :, 0].copy_(o[..., None, :w].expand(b, k, h, w))
-    out[:, :, 1].copy_(o[..., w:, None].expand(b, k, h, w))
+def _full_offsets(centres: torch.Tensor, size: Size, normaliser: float | Sequence[float]) -> torch.Tensor:
+    """:func:`offset_maps` without a mask: ``centre - pixel`` against the cached pixel grid, then divided in
+    place. Two passes over the maps, but their inner loop runs over whole maps: measured faster than one
+    broadcast copy per channel, whose inner loop is one row (w px)."""
+    c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
+    out = c[..., None, None] - _axes_of(size, c).grid  # (B, K, 2, h, w)
+    nx, ny = _normalisers(normaliser)
+    if nx == ny:
+        return out.div_(nx)
+    out[:, :, 0].div_(nx)
+    out[:, :, 1].div_(ny)
     return out
 
 
@@ -362,7 +367,7 @@ def disc_offset_targets(
 
     The disc is ``dx^2 <= r^2 (1 + 1e-6) - dy^2`` in the float dtype: the test ``dx^2 + dy^2 <= r^2 (1 + 1e-6)``
     but for a pixel within float rounding of the slackened boundary. Passes over ``(B, K, h, w)``: one for
-    the disc, two for the weighted disc, one per offset channel.
+    the disc, two for the weighted disc, one per masked offset channel (two over both channels unmasked).
     """
     w = int(size[0])
     c = _far_if_dropped(centres, keep)
@@ -380,7 +385,7 @@ def disc_offset_targets(
     if offsets and mask_offsets:  # from the moved centres: a dropped joint's offsets are finite, times 0
         off = _masked_offsets(_offset_factors(d, size, normaliser), size, disc)
     elif offsets:  # over the whole map, from the joints' own centres (also where keep is false)
-        off = _broadcast_offsets(_offset_factors(_axis_deltas(centres, size), size, normaliser), size)
+        off = _full_offsets(centres, size, normaliser)
     return DiscTargets(disc, off, weighted)
 
 

@@ -279,13 +279,18 @@ def test_encode_non_finite_keypoints(name: str) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gaussian_factors_floor_is_exact_zero(dtype: torch.dtype) -> None:
-    """Far, dropped and non-finite joints give factors of exactly 0, in the vectorised body and the scalar tail
-    of the ``exp`` kernel alike (37 + 29 entries per joint: not a multiple of any vector width), and a
-    factor is 0 exactly where its exponent is at or below ``EXP_FLOOR / 2``."""
-    c = torch.tensor([[[18.0, 14.0], [-40.0, 3.0], [float("nan"), 2.0], [float("inf"), 5.0], [5.0, 6.0]]], dtype=dtype)
+    """Far, dropped and non-finite joints give factors of exactly 0 (a non-finite coordinate: along its axis,
+    which zeroes the map), in the vectorised body and the scalar tail of the ``exp`` kernel alike (37 + 29
+    entries per joint: not a multiple of any vector width), and a factor is 0 exactly where its exponent is
+    at or below ``EXP_FLOOR / 2``."""
+    c = torch.tensor([[[18.0, 14.0], [-40.0, 3.0], [float("nan"), 2.0], [5.0, float("inf")], [5.0, 6.0]]], dtype=dtype)
     keep = torch.tensor([[True, True, True, True, False]])
     f = C.gaussian_factors(c, (37, 29), 1.0, keep=keep)
-    assert torch.equal(f[0, 2:], torch.zeros_like(f[0, 2:]))  # NaN, inf and keep=False: all zero
+    assert torch.equal(f[0, 4], torch.zeros_like(f[0, 4]))  # keep=False: all zero
+    assert torch.equal(f[0, 2, :37], torch.zeros(37, dtype=dtype))  # NaN x: no x factor
+    assert torch.equal(f[0, 3, 37:], torch.zeros(29, dtype=dtype))  # inf y: no y factor
+    maps = C.gaussian_heatmaps(c, (37, 29), 1.0, keep=keep)
+    assert torch.equal(maps[0, 2:], torch.zeros_like(maps[0, 2:]))
     assert torch.equal(f[0, 1, :37], torch.zeros(37, dtype=dtype))  # 40+ px away along x: e^-800
     d = torch.arange(37, dtype=dtype) - 18.0
     exponent = -(d * d) / 2.0
