@@ -182,8 +182,8 @@ FACTOR_FLOOR = math.exp(EXP_FLOOR / 2) * (1.0 + 1e-6)
 
 
 def _floored_exp_(arg: torch.Tensor) -> torch.Tensor:
-    """``exp(arg)`` in place, 0 where ``arg <= EXP_FLOOR / 2`` (to a relative 1e-6; -inf included). ``arg``
-    must not hold NaN.
+    """``exp(arg)`` in place, 0 where ``arg <= EXP_FLOOR / 2`` (to 1e-6 in the exponent; -inf included).
+    ``arg`` must not hold NaN.
 
     ``exp`` only sees arguments ``>= EXP_FLOOR / 2``: on CPU, arguments whose exponential underflows (or
     -inf) take a slow path of the vectorised ``exp`` (~10x slower per element), so they are clamped first
