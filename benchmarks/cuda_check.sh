@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Exercise every CUDA path of lrpose on one GPU and print the figures (about 5 minutes on an H100):
+# Exercise every CUDA path of lrpose on one GPU and print the figures (about 15 minutes on an H100; STEPS
+# runs the steps whose names match a glob, e.g. STEPS='graphs-*' for item 7 alone):
 #   1. tests/test_cuda.py: codecs on the GPU = CPU, channels-last and fp16/bf16 autocast vs float32 for
 #      tiny/ResNet-50/HRNet-W32, `lrpose run --device cuda --amp fp16|bf16` end to end;
 #   2. the main job on the GPU (fp16 + gradient scaler + channels-last);
@@ -7,8 +8,11 @@
 #   4. torchrun with one process per GPU (CAL + MGM, so the GMM fit runs under DDP): DDP over NCCL with two
 #      or more GPUs; with one GPU torchrun runs a single process (world size 1, no process group);
 #   5. torch.compile (inductor) on the GPU;
-#   6. `lrpose bench train` images/s for tiny, ResNet-50 and HRNet-W32 at 128x96, fp32 and fp16.
-# usage: bash benchmarks/cuda_check.sh [OUT_DIR]   (needs `lrpose` installed and a CUDA GPU)
+#   6. `lrpose bench train` images/s for tiny, ResNet-50 and HRNet-W32 at 128x96, fp32 and fp16;
+#   7. HRNet-W32 at 128x96, bf16, channels-last, batch 64 and 256: eager, torch.compile, and torch.compile
+#      "reduce-overhead" (the forward and backward replayed as CUDA graphs), images/s side by side
+#      (issue 14 item 7: the eager step is launch-bound; goal >= 5,000 images/s).
+# usage: [STEPS=GLOB] bash benchmarks/cuda_check.sh [OUT_DIR]   (needs `lrpose` installed and a CUDA GPU)
 set -uo pipefail
 OUT=${1:-cuda-check}
 mkdir -p "$OUT"
@@ -18,8 +22,12 @@ GPUS=$(nvidia-smi -L | wc -l)
 WORKERS=${WORKERS:-8}
 failed=()
 
-step() {  # step NAME COMMAND...: run, time, remember failures
+STEPS=${STEPS:-*}
+
+step() {  # step NAME COMMAND...: run, time, remember failures (only names matching $STEPS)
     local name=$1; shift
+    # shellcheck disable=SC2053
+    [[ $name == $STEPS ]] || return 0
     echo; echo "== $name: $*"
     local t0=$SECONDS
     "$@" || failed+=("$name")
@@ -45,6 +53,15 @@ for backbone in tiny resnet50 hrnet_w32; do
     for amp in off fp16; do
         step "bench-$backbone-$amp" lrpose bench train --method cal --res 128x96 --backbone "$backbone" \
             --device cuda --amp "$amp" --batch-size 64 --steps 20 --workers "$WORKERS"
+    done
+done
+
+for batch in 64 256; do
+    for mode in eager default reduce-overhead; do
+        compile=(); [[ $mode != eager ]] && compile=(--compile --compile-mode "$mode")
+        step "graphs-hrnet-b$batch-$mode" lrpose bench train --method cal --res 128x96 --backbone hrnet_w32 \
+            --device cuda --amp bf16 --channels-last --batch-size "$batch" --steps 30 --warmup 5 \
+            --workers "$WORKERS" ${compile[@]+"${compile[@]}"}
     done
 done
 

@@ -46,8 +46,22 @@ def test_make_config_applies_overrides_and_validates() -> None:
     assert cfg.batch_size == PROFILES["quick"].batch_size
     with pytest.raises(ValueError, match="amp='fp8'"):
         make_config("quick", {"amp": "fp8"})
+    with pytest.raises(ValueError, match="compile_mode='fast'.*reduce-overhead"):
+        make_config("quick", {"compile": True, "compile_mode": "fast"})
     with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles: paper, quick"):
         make_config("fast")
+
+
+def test_trainer_compiles_with_the_configured_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile_mode`` reaches ``torch.compile`` (CUDA graphs with "reduce-overhead" on a GPU)."""
+    from lrpose_bench.engine.trainer import Trainer
+
+    seen: list[dict] = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: seen.append(kwargs) or model)
+    for mode in ("default", "reduce-overhead"):
+        config = make_config("quick", {"compile": True, "compile_mode": mode})
+        Trainer(torch.nn.Linear(2, 2), SimpleNamespace(), SimpleNamespace(), config, torch.device("cpu"))
+    assert seen == [{"mode": "default"}, {"mode": "reduce-overhead"}]
 
 
 def test_paper_profile_is_the_hrnet_recipe() -> None:

@@ -142,6 +142,19 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_embedded: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+def test_bench_train_compiled_reduce_overhead_runs_on_cpu(tiny_embedded: Path) -> None:
+    """The CUDA-graph setting (``torch.compile`` mode "reduce-overhead") trains end to end on the CPU, where
+    inductor compiles without graphs: the same code path a GPU replays as graphs (benchmarks/cuda_check.sh)."""
+    result = runner.invoke(app, ["bench", "train", "--data", str(tiny_embedded), "--method", "heatmap", "--res", "64x48",
+                                 "--steps", "1", "--warmup", "1", "--batch-size", "4", "--workers", "0", "--threads", "1",
+                                 "--train-profile", "quick", "--compile", "--compile-mode", "reduce-overhead"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "compiled (reduce-overhead)" in result.output
+    rate = [ln for ln in result.output.splitlines() if ln.strip().startswith("compute only")][0]
+    assert float(rate.split()[2]) > 0
+
+
+@pytest.mark.slow
 def test_bench_train_prints_throughput_and_profile(tiny_embedded: Path) -> None:
     result = runner.invoke(app, ["bench", "train", "--data", str(tiny_embedded), "--method", "cal", "--res", "64x48",
                                  "--steps", "1", "--warmup", "1", "--batch-size", "4", "--workers", "0", "--profile",

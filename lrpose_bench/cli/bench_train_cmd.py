@@ -52,6 +52,10 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
             None, "--channels-last/--no-channels-last", help="NHWC memory format, CPU and CUDA (default: the profile's: "
             "quick trains channels-last)."),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training model (as --hp compile=true)."),
+        compile_mode: str = typer.Option("default", "--compile-mode",
+                                         help="torch.compile mode with --compile (as --hp compile_mode=...): default | "
+                                         "reduce-overhead (CUDA graphs on a GPU) | max-autotune | "
+                                         "max-autotune-no-cudagraphs."),
         cudnn_benchmark: bool = typer.Option(True, "--cudnn-benchmark/--no-cudnn-benchmark",
                                              help="Let cuDNN time its convolution algorithms (CUDA)."),
         profile: bool = typer.Option(False, "--profile", help="Also print torch.profiler's top operators over min(--steps, 5) steps."),
@@ -62,7 +66,7 @@ def register(app: typer.Typer) -> None:  # noqa: ARG001 - the command lives on t
                     steps=steps, warmup=warmup, repeat=repeat, batch_size=batch_size, workers=workers,
                     threads=threads, train_profile=train_profile, cache_images=cache_images, data=data,
                     device=device, amp=amp, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
-                    profile=profile, compile_model=compile_model)  # fmt: skip
+                    profile=profile, compile_model=compile_model, compile_mode=compile_mode)  # fmt: skip
 
 
 class _Batches:
@@ -103,7 +107,8 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
            workers: int | None, options: dict[str, str] | None = None, warmup: int = 3, repeat: bool = True,
            threads: int = 0, train_profile: str | None = None, cache_images: bool | None = None,
            data: Path | None = None, device: str = "auto", amp: str | None = None, channels_last: bool | None = None,
-           cudnn_benchmark: bool = True, profile: bool = False, compile_model: bool = False) -> None:  # fmt: skip
+           cudnn_benchmark: bool = True, profile: bool = False, compile_model: bool = False,
+           compile_mode: str = "default") -> None:  # fmt: skip
     import torch
 
     from lrpose_bench.data import resolve_dataset
@@ -118,7 +123,8 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     if train_profile is not None and train_profile not in PROFILES:
         raise UserError(f"--train-profile {train_profile!r}: valid profiles: {', '.join(PROFILES)}")
     profile_name = train_profile or ("quick" if is_embedded(data) else "paper")  # as `lrpose run`
-    overrides: dict[str, Any] = {"cudnn_benchmark": cudnn_benchmark, "cpu_threads": threads, "compile": compile_model}
+    overrides: dict[str, Any] = {"cudnn_benchmark": cudnn_benchmark, "cpu_threads": threads, "compile": compile_model,
+                                 "compile_mode": compile_mode}
     for key, value in (("batch_size", batch_size), ("workers", workers), ("amp", amp), ("cache_images", cache_images),
                        ("channels_last", channels_last)):
         if value is not None:
@@ -202,7 +208,8 @@ def _bench(*, size: tuple[int, int], res: str, backbone: str, method: str, steps
     threads_text = f"torch threads {choice.describe()}" if choice is not None and dev.type == "cpu" else "CUDA"
     lines = [
         f"{method}{set_text} + {backbone} at {res}, batch {config.batch_size}, amp {config.amp}, on "
-        f"{device_description(dev)}{', channels-last' if trainer.channels_last else ''}{', compiled' if config.compile else ''}"
+        f"{device_description(dev)}{', channels-last' if trainer.channels_last else ''}"
+        f"{f', compiled ({config.compile_mode})' if config.compile else ''}"
         f"{', cudnn.benchmark' if dev.type == 'cuda' and config.cudnn_benchmark else ''}:",
         f"  model         {cost['params'] / 1e6:8.3f} M parameters, {cost['gflops']:.3f} GFLOPs per crop ({paths})",
         f"  training      {train_rate:8.1f} images/s (clock around data + forward + backward + step; "

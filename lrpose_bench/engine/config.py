@@ -24,6 +24,9 @@ from typing import Any, Mapping
 #: ``--amp`` choices: full precision, bfloat16 autocast, float16 autocast with a gradient scaler.
 AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+#: ``torch.compile`` modes: "reduce-overhead" replays the compiled forward and backward as CUDA graphs on a GPU
+#: (one launch each instead of one per kernel); on a CPU it compiles as "default".
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: Command-line shorthands of some hyper-parameters (named in error messages).
 HPARAM_SHORTHANDS: dict[str, str] = {
     "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "workers": "--workers", "amp": "--amp",
@@ -87,6 +90,7 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16 (CUDA)
     channels_last: bool = False  # NHWC memory format (CUDA and CPU)
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # torch.compile mode (COMPILE_MODES); "reduce-overhead": CUDA graphs on a GPU
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (fixed input sizes; HRNet's default)
     cpu_threads: int = 0  # torch threads on a CPU device (--threads); 0 = $OMP_NUM_THREADS if set, else the automatic rule (engine.env.auto_threads)
     # ---- logging
@@ -125,6 +129,8 @@ class TrainConfig:
             raise bad("half_body_padding", "must be > 0")
         if self.amp not in AMP_MODES:
             raise bad("amp", f"choose one of {', '.join(AMP_MODES)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise bad("compile_mode", f"choose one of {', '.join(COMPILE_MODES)}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
         from lrpose_bench.evaluation.engines import ENGINES

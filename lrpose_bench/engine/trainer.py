@@ -222,7 +222,7 @@ class Trainer:
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
         if config.compile:
-            train_model = torch.compile(train_model)
+            train_model = torch.compile(train_model, mode=config.compile_mode)
         self.train_model = train_model
         self.optimizer = self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and device.type == "cuda")
@@ -525,6 +525,8 @@ class Trainer:
                     self._warned_skip = True
         targets = self.method.encode(batch["keypoints"].float(), vis, self.geometry)
         x = model_inputs(batch, self.channels_last)
+        if cfg.compile:  # a new iteration: CUDA-graph replays may reuse the last step's output memory
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast_context(self.device, cfg.amp):
             outputs = self.train_model(x)
         losses = self.method.loss(_as_float(outputs), targets)
