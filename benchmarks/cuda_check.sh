@@ -44,7 +44,8 @@ step hrnet-128x96 lrpose run --method cal --res 128x96 --backbone hrnet_w32 --de
     --hp channels_last=true --epochs 5 --workers "$WORKERS" --out "$OUT/runs"
 step hrnet-64x48 lrpose run --method udp --res 64x48 --backbone hrnet_w32 --device cuda --amp bf16 \
     --epochs 5 --workers "$WORKERS" --out "$OUT/runs"
-((GPUS > 1)) || echo "note: one GPU: torchrun runs a single process; DDP over NCCL needs two or more GPUs"
+# shellcheck disable=SC2053
+((GPUS > 1)) || [[ torchrun-nccl != $STEPS ]] || echo "note: one GPU: torchrun runs a single process; DDP over NCCL needs two or more GPUs"
 step torchrun-nccl torchrun --standalone --nproc_per_node="$GPUS" -m lrpose_bench.cli.app run --method cal_mgm \
     --res 64x48 --device cuda --epochs 6 --workers 4 --run-id cal_mgm-nccl --out "$OUT/runs"
 step compile lrpose run --method udp --res 64x48 --device cuda --hp compile=true --epochs 2 --workers "$WORKERS" \

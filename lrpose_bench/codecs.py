@@ -155,18 +155,14 @@ def _keep_bool(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return k.to(like.device)[..., None]
 
 
-#: Where dropped joints are moved (heatmap px): far enough that every factor, disc and weight is 0, finite
-#: so that offsets masked by their all-zero discs stay 0.
-FAR = 1e6
-
-
 def _far_if_dropped(centres: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """``centres`` (float ``(B, K, 2)``) with non-finite coordinates moved to :data:`FAR`, and both coordinates
-    of joints where ``keep`` ``(B, K)`` is false: either way the joint's disc, Gaussian and masked offsets
-    are all zero (one far coordinate suffices), in two ops."""
+    """``centres`` (float ``(B, K, 2)``) with non-finite coordinates moved to +inf, and both coordinates of
+    joints where ``keep`` ``(B, K)`` is false: either way the joint's disc and Gaussian are all zero (one
+    infinite coordinate suffices), in any float dtype, in two ops. Offsets from such centres are infinite:
+    :func:`_finite_offsets_` zeroes them before they are masked."""
     c = centres if centres.is_floating_point() else centres.to(torch.get_default_dtype())
-    c = torch.nan_to_num(c, nan=FAR, posinf=FAR, neginf=FAR)
-    return c if keep is None else torch.where(_keep_bool(keep, c), c, FAR)
+    c = torch.nan_to_num(c, nan=math.inf, posinf=math.inf, neginf=math.inf)
+    return c if keep is None else torch.where(_keep_bool(keep, c), c, math.inf)
 
 
 def _outer(factors: torch.Tensor, w: int) -> torch.Tensor:
@@ -174,22 +170,24 @@ def _outer(factors: torch.Tensor, w: int) -> torch.Tensor:
     return factors[..., :w].unsqueeze(-2) * factors[..., w:].unsqueeze(-1)
 
 
-#: Gaussian factors at or below this value are 0: ``e^(EXP_FLOOR / 2)`` raised by a relative 1e-6, so that an
-#: exponent clamped to ``EXP_FLOOR / 2`` gives 0 whichever ``exp`` kernel computed it (the vectorised one
-#: and the scalar tail may differ in the last bit). Products of two factors stay >= ~1e-26, far from the
-#: denormal range, where CPU arithmetic is ~10x slower.
-FACTOR_FLOOR = math.exp(EXP_FLOOR / 2) * (1.0 + 1e-6)
+#: Gaussian factors at or below ``FACTOR_FLOOR * (1 + 2 eps)`` (``eps`` of the factors' dtype) are 0: an
+#: exponent clamped to ``EXP_FLOOR / 2`` then gives 0 whichever ``exp`` kernel computed it (the vectorised
+#: one and the scalar tail may differ in the last bit, and a low-precision dtype rounds ``e^-30`` up by up
+#: to ``eps``). Products of two factors stay >= ~1e-26, far from the denormal range, where CPU arithmetic
+#: is ~10x slower.
+FACTOR_FLOOR = math.exp(EXP_FLOOR / 2)
 
 
 def _floored_exp_(arg: torch.Tensor) -> torch.Tensor:
-    """``exp(arg)`` in place, 0 where ``arg <= EXP_FLOOR / 2`` (to 1e-6 in the exponent; -inf included).
-    ``arg`` must not hold NaN.
+    """``exp(arg)`` in place, 0 where ``arg <= EXP_FLOOR / 2`` (to ``2 eps`` of the dtype in the exponent,
+    2.4e-7 in float32; -inf included). ``arg`` must not hold NaN.
 
     ``exp`` only sees arguments ``>= EXP_FLOOR / 2``: on CPU, arguments whose exponential underflows (or
     -inf) take a slow path of the vectorised ``exp`` (~10x slower per element), so they are clamped first
     and the clamped values zeroed after (:data:`FACTOR_FLOOR`): three passes over the factors.
     """
-    return torch.threshold_(arg.clamp_min_(EXP_FLOOR / 2).exp_(), FACTOR_FLOOR, 0.0)
+    floor = FACTOR_FLOOR * (1.0 + 2.0 * torch.finfo(arg.dtype).eps)
+    return torch.threshold_(arg.clamp_min_(EXP_FLOOR / 2).exp_(), floor, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +197,7 @@ def _floored_exp_(arg: torch.Tensor) -> torch.Tensor:
 # written in one or two broadcast passes over ``(B, K, h, w)``: an outer product (Gaussians), a broadcast
 # comparison written as 0/1 in the float dtype (discs), a product with the disc (masked offsets); unmasked
 # offsets are the centre minus a cached pixel grid.
-# Joints that a method zeroes (``keep`` false, or a non-finite centre) are moved far off the map before
+# Joints that a method zeroes (``keep`` false, or a non-finite centre) are moved infinitely far before
 # anything is computed, not zeroed by another pass over the maps. No bool map is ever converted to float
 # (slow on CPU), and ``exp`` never sees an argument that underflows (a slow path of the vectorised CPU
 # ``exp``). Every op costs ~10 us of dispatch on a small CPU, so the 1-D work is kept to a few ops.
@@ -216,16 +214,14 @@ def gaussian_factors(
 
     Each is ``exp(-d^2 / (2 sigma^2))`` (``d`` the distance in heatmap px from the centre along its
     axis), 0 where the exponent is ``<= EXP_FLOOR / 2`` (:data:`FACTOR_FLOOR`), outside ``window``
-    (``|d| <= window + 1e-6``, tested on the exponent), along the axis of a non-finite coordinate, and
+    (``|d| <= window + 1e-6``), along the axis of a non-finite coordinate, and
     wherever ``keep`` ``(B, K)`` is false. The heatmap is ``factors[..., None, :w] * factors[..., w:, None]``.
     """
     c = _far_if_dropped(round_half_up(centres) if rounded else centres, keep)  # dropped: every factor 0
-    two_var = -2.0 * sigma * sigma
-    arg = _axis_deltas(c, size)
-    arg = arg.mul_(arg).div_(two_var)  # = -(d^2) / (2 sigma^2) exactly
-    if window is not None:  # |d| > window + 1e-6  <=>  exponent below the window's (to float rounding)
-        torch.threshold_(arg, (window + 1e-6) ** 2 / two_var, -math.inf)
-    return _floored_exp_(arg)
+    d = _axis_deltas(c, size)
+    if window is not None:  # outside the window: infinitely far, so the factor is 0
+        d.masked_fill_(d.abs() > window + 1e-6, math.inf)
+    return _floored_exp_(d.mul_(d).div_(-2.0 * sigma * sigma))  # exponent -(d^2) / (2 sigma^2), exactly
 
 
 def gaussian_heatmaps(
@@ -313,6 +309,12 @@ def _offset_factors(deltas: torch.Tensor, size: Size, normaliser: float | Sequen
     return deltas
 
 
+def _finite_offsets_(o: torch.Tensor) -> torch.Tensor:
+    """Per-axis offsets with the infinite ones (joints moved away by :func:`_far_if_dropped`) set to 0, in place,
+    so that masking them by their all-zero discs gives 0, not NaN."""
+    return o.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _masked_offsets(o: torch.Tensor, size: Size, mask: torch.Tensor) -> torch.Tensor:
     """``(B, K, w + h)`` per-axis offsets times ``mask`` ``(B, K, h, w)`` -> ``(B, K, 2, h, w)``: one
     broadcast product per channel, written in place."""
@@ -382,8 +384,8 @@ def disc_offset_targets(
     if sigma is not None:
         weighted = _outer(_floored_exp_(sq.div_(-2.0 * sigma * sigma)), w).mul_(disc)
     off = None
-    if offsets and mask_offsets:  # from the moved centres: a dropped joint's offsets are finite, times 0
-        off = _masked_offsets(_offset_factors(d, size, normaliser), size, disc)
+    if offsets and mask_offsets:  # a dropped joint's (infinite) offsets are zeroed, then masked
+        off = _masked_offsets(_finite_offsets_(_offset_factors(d, size, normaliser)), size, disc)
     elif offsets:  # over the whole map, from the joints' own centres (also where keep is false)
         off = _full_offsets(centres, size, normaliser)
     return DiscTargets(disc, off, weighted)

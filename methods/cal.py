@@ -179,7 +179,7 @@ class CALMethod(PoseMethod):
         support = 3.0 * sigma if o.target == "subpixel_gaussian" else o.radius
         keep = (visibility > 0) & window_visible(c, size, support)
         weight = keep.to(dtype)
-        # The disc, its Gaussian-weighted copy B * C and the masked offsets from one patch per joint;
+        # The disc, its Gaussian-weighted copy B * C and the masked offsets from one set of 1-D factors;
         # weight-0 joints are zeroed through ``keep``, not by another pass over (B, K, h, w).
         need_weighted = o.target == "gaussian_disc" or o.offset_weighting != "disc"
         t = disc_offset_targets(c, size, o.radius, o.offset_normaliser, keep=keep, mask_offsets=True,

@@ -298,6 +298,29 @@ def test_gaussian_factors_floor_is_exact_zero(dtype: torch.dtype) -> None:
     assert float(f[f > 0].min()) >= math.exp(C.EXP_FLOOR / 2)
 
 
+def test_window_edge_is_the_distance_test() -> None:
+    """A sub-pixel centre exactly ``window + 1e-6`` (in float32) from a column keeps that column, as the
+    distance test ``|d| <= window + 1e-6`` does (a test on the exponent dropped it)."""
+    c = torch.tensor([[[9.999999046325684, 3.0]]])  # column 12: d = float32(2 + 1e-6)
+    new = C.gaussian_heatmaps(c, (13, 6), 0.5, window=2.0)
+    ref = ref_gaussian_heatmaps(c, (13, 6), 0.5, window=2.0)
+    assert torch.equal(new > 0, ref > 0) and bool((new[0, 0, :, 12] > 0).any())
+    assert torch.allclose(new, ref, rtol=0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_dropped_joints_are_zero(dtype: torch.dtype) -> None:
+    """In half precision too a dropped joint's maps are exactly 0 (no NaN offsets, no e^-60 Gaussian)."""
+    c = torch.tensor([[[2.3, 1.7], [3.0, 2.0], [float("nan"), 2.0]]], dtype=dtype)
+    keep = torch.tensor([[True, False, True]])
+    t = C.disc_offset_targets(c, (6, 5), 1.5, 1.5, keep=keep, mask_offsets=True, sigma=1.0)
+    for maps in (t.disc[0, 1:], t.offsets[0, 1:], t.weighted[0, 1:]):
+        assert torch.equal(maps, torch.zeros_like(maps))
+    assert bool((t.disc[0, 0] > 0).any()) and bool(torch.isfinite(t.offsets).all())
+    g = C.gaussian_heatmaps(c, (6, 5), 1.0, keep=keep)
+    assert torch.equal(g[0, 1:], torch.zeros_like(g[0, 1:])) and bool((g[0, 0] > 0).any())
+
+
 @pytest.mark.parametrize("rounded,window", [(False, None), (True, 3.0), (False, 1.5), (True, None)])
 def test_gaussian_heatmaps_equals_reference(rounded: bool, window: float | None) -> None:
     gen = torch.Generator().manual_seed(3)

@@ -38,7 +38,7 @@ DEFAULT_BACKBONE = {"quick": "tiny", "paper": "hrnet_w32"}
 #: Hyper-parameters that do not change the trained weights (may differ on ``--resume``).
 RESUME_FREE_HPARAMS = {
     "workers", "eval_batch_size", "log_every", "flip_test", "det_score_threshold", "oks_nms_threshold", "cpu_threads",
-    "cache_images", "tensorboard", "eval_engine",
+    "cache_images", "tensorboard", "eval_engine", "compile_mode",  # e.g. off CUDA graphs after a capture failure
 }
 
 
