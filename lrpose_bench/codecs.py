@@ -219,9 +219,18 @@ def gaussian_factors(
     """
     c = _far_if_dropped(round_half_up(centres) if rounded else centres, keep)  # dropped: every factor 0
     d = _axis_deltas(c, size)
-    if window is not None:  # outside the window: infinitely far, so the factor is 0
-        d.masked_fill_(d.abs() > window + 1e-6, math.inf)
+    if window is not None:  # -|d|, and -inf where |d| > window + 1e-6: the factor is 0 there
+        torch.threshold_(d.abs_().neg_(), _below_negated(window + 1e-6, d.dtype), -math.inf)
     return _floored_exp_(d.mul_(d).div_(-2.0 * sigma * sigma))  # exponent -(d^2) / (2 sigma^2), exactly
+
+
+@functools.lru_cache(maxsize=64)
+def _below_negated(bound: float, dtype: torch.dtype) -> float:
+    """The largest ``dtype`` value below ``-bound`` (as ``dtype`` rounds it): ``-|d| <= it`` exactly when
+    ``|d| > bound`` compared in ``dtype``, so ``torch.threshold_`` (which replaces values ``<=`` its threshold)
+    does the strict test in one in-place op."""
+    negated = torch.tensor(-bound, dtype=dtype)
+    return float(torch.nextafter(negated, torch.tensor(-math.inf, dtype=dtype)))
 
 
 def gaussian_heatmaps(
