@@ -361,8 +361,9 @@ def codecs_command(
                                                             "registered method)."),
 ) -> None:
     """Print samples/s of each method's batched encode and decode at each thread count, and of a
-    per-keypoint numpy loop that builds the same targets (checked equal) for heatmap, DARK, UDP and CAL,
-    with the batched encode's speedup over it. Figures are informative, never asserted."""
+    per-keypoint numpy loop that builds the same targets (checked equal) for heatmap, DARK, UDP, CAL, CAL + MGM
+    and SR + heatmap, with the batched encode's speedup over it (the median of per-round ratios: the loop and
+    every codec are timed once per round, in turn). Figures are informative, never asserted."""
     from rich.table import Table
 
     resolution = parse_res(res)
