@@ -422,6 +422,10 @@ def test_bench_codecs_rows() -> None:
         assert all(r["speedup"] > 0 for r in by_method[name])
         (loop,) = by_method[f"{name} (numpy loop)"]
         assert loop["encode"] > 0 and "equal to batched" in loop["check"]
+    # what CAL's encode writes, each storage once (heatmaps and offset_weight are one tensor): the disc, the
+    # weighted disc, two offset channels on 16x12 maps, and the centres and weights, all float32
+    maps = 2 * 17 * 16 * 12 * 4
+    assert by_method["cal"][0]["megabytes"] * 1e6 == pytest.approx(4 * maps + 2 * 17 * 2 * 4 + 2 * 17 * 4)
     for name in ("rle", "dsnt"):
         assert len(by_method[name]) == 2
         assert all(r["encode"] > 0 and r["speedup"] != r["speedup"] for r in by_method[name])  # no loop: NaN

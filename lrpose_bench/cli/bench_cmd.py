@@ -218,6 +218,16 @@ def _interleaved_times(
     return times
 
 
+def target_bytes(targets: dict[str, Any]) -> int:
+    """Bytes an encode writes: the tensors of ``targets``, each storage counted once (keys may share one)."""
+    seen: dict[int, int] = {}
+    for value in targets.values():
+        if hasattr(value, "untyped_storage"):
+            storage = value.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
 def settle_allocator(mib: int = 30) -> None:
     """Allocate and free one ``mib`` MiB block, as a training process has long done before it encodes.
 
@@ -266,7 +276,8 @@ def bench_codecs(
     threads: list[int | None] | None = None,
     methods: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows ``{method, threads, encode, decode, speedup, check}`` (samples/s).
+    """Rows ``{method, threads, encode, decode, speedup, megabytes, check}`` (samples/s; ``megabytes``: what
+    one encode of the batch writes, :func:`target_bytes`).
 
     Each method is built with its default options, encoded from random in-crop keypoints and decoded
     from the outputs of a perfect network (``targets_as_outputs``), at each entry of ``threads`` (``None``
@@ -308,8 +319,9 @@ def bench_codecs(
                 method.decode(outputs, geo)
         except Exception as exc:  # a method whose codecs need fitted state
             rows.append({"method": name, "threads": "-", "encode": nan, "decode": nan, "speedup": nan,
-                         "check": f"skipped: {type(exc).__name__}: {exc}"})
+                         "megabytes": nan, "check": f"skipped: {type(exc).__name__}: {exc}"})
             continue
+        megabytes = target_bytes(targets) / 1e6
         check = ""
         ref = _loop_reference(name, method, geo, kp)
         calls: dict[str, tuple[Callable[[], Any], Callable[[], None]]] = {}
@@ -338,11 +350,12 @@ def bench_codecs(
                 "encode": batch / _median(enc),
                 "decode": batch / _median(times[f"decode/{n}"]),
                 "speedup": speedup,
+                "megabytes": megabytes,
                 "check": "",
             })
         if "loop" in times:
             rows.append({"method": f"{name} (numpy loop)", "threads": "numpy", "encode": batch / _median(times["loop"]),
-                         "decode": nan, "speedup": nan, "check": check})
+                         "decode": nan, "speedup": nan, "megabytes": nan, "check": check})
     return rows
 
 
@@ -376,7 +389,7 @@ def codecs_command(
     rows = run_guarded(bench_codecs, resolution, batch, repeat, device, 0, thread_list, method or None)
     table = Table(title=f"codec throughput at {res} (batch {batch}, {device}), samples/s")
     table.add_column("method", no_wrap=True)
-    for col in ("threads", "encode", "decode", "vs loop"):
+    for col in ("threads", "encode", "decode", "vs loop", "targets MB"):
         table.add_column(col, justify="right", no_wrap=True)
 
     def num(v: float, fmt: str = "{:,.0f}") -> str:
@@ -384,12 +397,14 @@ def codecs_command(
 
     notes = []
     for r in rows:
-        table.add_row(r["method"], r["threads"], num(r["encode"]), num(r["decode"]), num(r["speedup"], "{:.1f}x"))
+        table.add_row(r["method"], r["threads"], num(r["encode"]), num(r["decode"]), num(r["speedup"], "{:.1f}x"),
+                      num(r["megabytes"], "{:.1f}"))
         if r["check"]:
             notes.append(f"{r['method']}: {r['check']}")
     console.print(table)
     console.print(f"vs loop: the numpy loop's time / the batched encode's (loop single-threaded), median over "
-                  f"{repeat} rounds that time each row once in turn; default: torch's default thread count")
+                  f"{repeat} rounds that time each row once in turn; targets MB: what one encode writes; default: "
+                  f"torch's default thread count")
     for line in notes:
         console.print(line, highlight=False)
 
@@ -401,6 +416,7 @@ def register(app: typer.Typer) -> None:
 
 __all__ = [
     "bench_codecs",
+    "target_bytes",
     "codec_methods",
     "numpy_heatmap_targets",
     "numpy_udp_targets",
