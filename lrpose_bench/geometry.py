@@ -34,6 +34,7 @@ All functions are batched: leading dimensions broadcast. Numpy is used where Ope
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -180,14 +181,12 @@ class AxisMap:
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Map ``(..., 2)`` points from the source to the destination space."""
-        s = points.new_tensor(self.scale)
-        o = points.new_tensor(self.offset)
+        s, o = _axis_map_tensors(self.scale, self.offset, points.dtype, points.device)
         return points * s + o
 
     def inverse(self, points: torch.Tensor) -> torch.Tensor:
         """Map ``(..., 2)`` points from the destination back to the source space."""
-        s = points.new_tensor(self.scale)
-        o = points.new_tensor(self.offset)
+        s, o = _axis_map_tensors(self.scale, self.offset, points.dtype, points.device)
         return (points - o) / s
 
     def then(self, other: "AxisMap") -> "AxisMap":
@@ -199,6 +198,15 @@ class AxisMap:
                 self.offset[1] * other.scale[1] + other.offset[1],
             ),
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_map_tensors(scale: tuple[float, float], offset: tuple[float, float], dtype: torch.dtype,
+                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """An :class:`AxisMap`'s scale and offset as ``(2,)`` tensors, made once per dtype and device (read-only:
+    the codecs map a batch of joints every step, and two tensor constructions cost as much as the map)."""
+    with torch.inference_mode(False):  # plain tensors even when first built under inference mode
+        return (torch.tensor(scale, dtype=dtype, device=device), torch.tensor(offset, dtype=dtype, device=device))
 
 
 def input_to_heatmap(input_size: Sequence[int], heatmap_size: Sequence[int], unbiased: bool) -> AxisMap:
