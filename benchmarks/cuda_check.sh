@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Exercise every CUDA path of lrpose on one GPU and print the figures (about 15 minutes on an H100; STEPS
-# runs the steps whose names match a glob, e.g. STEPS='graphs-*' for item 7 alone):
+# Exercise every CUDA path of lrpose on one GPU and print the figures (steps 1-6 took about 5 minutes on an
+# H100; step 7, not yet run on a GPU, adds six HRNet-W32 benchmarks, four of them compiled; STEPS runs the
+# steps whose names match a glob, e.g. STEPS='graphs-*' for step 7 alone):
 #   1. tests/test_cuda.py: codecs on the GPU = CPU, channels-last and fp16/bf16 autocast vs float32 for
 #      tiny/ResNet-50/HRNet-W32, `lrpose run --device cuda --amp fp16|bf16` end to end;
 #   2. the main job on the GPU (fp16 + gradient scaler + channels-last);

@@ -93,20 +93,6 @@ def _axes(size: Size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 EXP_FLOOR = -60.0
 
 
-def _flushed_exp_(arg: torch.Tensor, floor: float = EXP_FLOOR, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """``exp(arg)``, exactly 0 where ``arg <= floor`` (no denormals), ``arg`` is NaN or ``keep`` (a bool mask
-    broadcastable to ``arg``) is false. ``arg`` is overwritten.
-
-    ``exp`` only sees arguments ``>= floor``: on CPU, arguments whose exponential underflows take a slow
-    path of the vectorised ``exp`` (measured ~10x slower per element), so they are clamped first and zeroed
-    after.
-    """
-    ok = arg > floor
-    if keep is not None:
-        ok &= keep
-    return torch.where(ok, arg.clamp_min_(floor).exp_(), 0.0)
-
-
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
     """``floor(x + 0.5)``: HRNet's ``int(x + 0.5)`` for x >= 0, without banker's rounding."""
     return torch.floor(x + 0.5)
@@ -170,24 +156,20 @@ def _outer(factors: torch.Tensor, w: int) -> torch.Tensor:
     return factors[..., :w].unsqueeze(-2) * factors[..., w:].unsqueeze(-1)
 
 
-#: Gaussian factors at or below ``FACTOR_FLOOR * (1 + 2 eps)`` (``eps`` of the factors' dtype) are 0: an
-#: exponent clamped to ``EXP_FLOOR / 2`` then gives 0 whichever ``exp`` kernel computed it (the vectorised
-#: one and the scalar tail may differ in the last bit, and a low-precision dtype rounds ``e^-30`` up by up
-#: to ``eps``). Products of two factors stay >= ~1e-26, far from the denormal range, where CPU arithmetic
-#: is ~10x slower.
-FACTOR_FLOOR = math.exp(EXP_FLOOR / 2)
+def _floored_exp_(arg: torch.Tensor, floor: float = EXP_FLOOR / 2) -> torch.Tensor:
+    """``exp(arg)`` in place, 0 where ``arg <= floor`` (to ``2 eps`` of the dtype in the exponent, 2.4e-7 in
+    float32; -inf included). ``arg`` must not hold NaN.
 
-
-def _floored_exp_(arg: torch.Tensor) -> torch.Tensor:
-    """``exp(arg)`` in place, 0 where ``arg <= EXP_FLOOR / 2`` (to ``2 eps`` of the dtype in the exponent,
-    2.4e-7 in float32; -inf included). ``arg`` must not hold NaN.
-
-    ``exp`` only sees arguments ``>= EXP_FLOOR / 2``: on CPU, arguments whose exponential underflows (or
-    -inf) take a slow path of the vectorised ``exp`` (~10x slower per element), so they are clamped first
-    and the clamped values zeroed after (:data:`FACTOR_FLOOR`): three passes over the factors.
+    ``exp`` only sees arguments ``>= floor``: on CPU, arguments whose exponential underflows (or -inf) take a
+    slow path of the vectorised ``exp`` (~10x slower per element), so they are clamped first and the clamped
+    values zeroed after, three passes. The zeroing threshold is ``e^floor`` raised by ``2 eps``, so a clamped
+    value gives 0 whichever ``exp`` kernel computed it (the vectorised one and the scalar tail may differ in
+    the last bit, and a low-precision dtype rounds ``e^floor`` up by up to ``eps``). With the default floor
+    the 1-D factors of a Gaussian are 0 or above ``e^-30``, so their products stay above ``e^-60`` ~ 1e-26,
+    far from the denormal range, where CPU arithmetic is ~10x slower.
     """
-    floor = FACTOR_FLOOR * (1.0 + 2.0 * torch.finfo(arg.dtype).eps)
-    return torch.threshold_(arg.clamp_min_(EXP_FLOOR / 2).exp_(), floor, 0.0)
+    threshold = math.exp(floor) * (1.0 + 2.0 * torch.finfo(arg.dtype).eps)
+    return torch.threshold_(arg.clamp_min_(floor).exp_(), threshold, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,7 +195,7 @@ def gaussian_factors(
     """The separable factors of :func:`gaussian_heatmaps`: ``(B, K, w + h)``, x factors then y factors.
 
     Each is ``exp(-d^2 / (2 sigma^2))`` (``d`` the distance in heatmap px from the centre along its
-    axis), 0 where the exponent is ``<= EXP_FLOOR / 2`` (:data:`FACTOR_FLOOR`), outside ``window``
+    axis), 0 where the exponent is ``<= EXP_FLOOR / 2`` (:func:`_floored_exp_`), outside ``window``
     (``|d| <= window + 1e-6``), along the axis of a non-finite coordinate, and
     wherever ``keep`` ``(B, K)`` is false. The heatmap is ``factors[..., None, :w] * factors[..., w:, None]``.
     """
@@ -250,7 +232,7 @@ def gaussian_heatmaps(
     only in a ``(2*3sigma+1)^2`` square patch, i.e. ``window = 3*sigma`` (identical to HRNet when
     ``3*sigma`` is an integer). ``None`` draws it over the whole map. ``keep`` ``(B, K)``: joints where it
     is false get an all-zero map, as do non-finite centres. Each 1-D factor is 0 or above
-    :data:`FACTOR_FLOOR` (``e^-30``), so every value is 0 or above ``e^-60``: no denormals.
+    ``e^-30`` (:func:`_floored_exp_`), so every value is 0 or above ``e^-60``: no denormals.
 
     One pass over the maps: the outer product of :func:`gaussian_factors`.
     """
@@ -410,12 +392,13 @@ def gaussian_vectors(
     of NaN centres. A few passes over ``(..., length)``, mostly in place.
     """
     dtype = centres.dtype if centres.is_floating_point() else torch.get_default_dtype()
-    c = centres.to(dtype)
-    if keep is not None:  # an infinitely distant centre: all bins 0 (cheaper than masking the vectors)
+    # NaN and dropped centres infinitely distant: all bins 0 (cheaper than masking the vectors)
+    c = torch.nan_to_num(centres.to(dtype), nan=math.inf, posinf=math.inf, neginf=math.inf)
+    if keep is not None:
         c = c.masked_fill(~_keep_bool(keep, c)[..., 0], math.inf)
     bins = torch.arange(int(length), dtype=dtype, device=centres.device)
     d = bins - c[..., None]
-    return _flushed_exp_(d.mul_(d).div_(-2.0 * sigma * sigma), EXP_FLOOR)  # -(d^2) / (2 sigma^2) exactly; NaN -> 0
+    return _floored_exp_(d.mul_(d).div_(-2.0 * sigma * sigma), EXP_FLOOR)  # exponent -(d^2) / (2 sigma^2) exactly
 
 
 # --------------------------------------------------------------------------------------------------
